@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine (Python 3.11 and make):
+#   make run    create .venv, install, start the default profile on 127.0.0.1:2525
+#   make test   create .venv, install, run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= ims55sp4
+LISTEN ?= tcp:2525:interface=127.0.0.1
+STATE ?= var
+
+.PHONY: install run test clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# compat editable mode keeps the checkout on sys.path, where twistd finds
+	# twisted/plugins/ (PEP 660's default finder hides it).
+	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/twistd --nodaemon --pidfile= emulator --profile $(PROFILE) --listen $(LISTEN) \
+		--maildir $(STATE)/maildir --transcripts $(STATE)/transcripts
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info twisted/plugins/dropin.cache

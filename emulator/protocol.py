@@ -1,0 +1,227 @@
+"""
+The Twisted edge: carries out what the sans-IO core asks.
+
+L{EmulatorProtocol} feeds bytes to L{emulator.wire.ServerConnection}, writes
+what it returns, starts TLS, stores messages before confirming them, keeps
+the transcript, and enforces the idle timeout.  Any exception in the core is
+confined to its connection: logged with the transcript, answered with the
+profile's 451 text and a clean close.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import sys
+import time
+from email.utils import formatdate
+
+from twisted.internet import interfaces
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
+
+from emulator.actions import Close, Delay, Deliver, Event, Send, StartTLS
+from emulator.maildir import MessageStore
+from emulator.transcript import Transcript, TranscriptStore
+from emulator.wire import Server, ServerConnection
+
+log = Logger(namespace="emulator")
+_session_numbers = itertools.count(1)  # unique across the listeners of a process
+_RUN = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+
+
+class EventLog:
+    """One line per connection event: through twisted.logger (text), or as
+    one JSON object per line on a stream (json)."""
+
+    def __init__(self, format: str = "text", stream=None):
+        self.format = format
+        self.stream = stream or sys.stdout
+
+    def emit(self, event: str, /, **fields) -> None:
+        if self.format == "json":
+            self.stream.write(json.dumps({"time": time.time(), "event": event, **fields}) + "\n")
+            self.stream.flush()
+        else:
+            text = " ".join(f"{k}={v}" for k, v in fields.items())
+            log.info("{event} {text}", event=event, text=text)
+
+
+@implementer(interfaces.IHandshakeListener)
+class EmulatorProtocol(Protocol, TimeoutMixin):
+    """One client connection to an emulated server."""
+
+    conn: ServerConnection
+    transcript: Transcript
+
+    def __init__(self, factory: "EmulatorFactory"):
+        self.factory = factory
+        self.callLater = factory.reactor.callLater  # TimeoutMixin's clock
+        self._tls = False
+        self._pending = None
+
+    # -- Twisted's side ----------------------------------------------------
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        handle = getattr(self.transport, "getHandle", lambda: None)()
+        if isinstance(handle, socket.socket):
+            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = self.transport.getPeer()
+        host, port = getattr(peer, "host", "unknown"), getattr(peer, "port", 0)
+        now = factory.reactor.seconds()
+        session_id = factory.next_session_id()
+        self.transcript = Transcript(session_id, factory.server.profile.name, f"{host}:{port}",
+                                     now, factory.listener)
+        factory.transcripts.begin(self.transcript)
+        self.conn = ServerConnection(factory.server, peer=(host, port), session_id=session_id,
+                                     date=formatdate(now, localtime=True),
+                                     local_port=getattr(self.transport.getHost(), "port", 0))
+        factory.events.emit("connection", session=session_id, peer=f"{host}:{port}",
+                            profile=factory.server.profile.name)
+        self.setTimeout(factory.server.profile.limits.idle_timeout or None)
+        self._guard(self.conn.connect)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        self.transcript.received(self._now(), data, self._tls)
+        if self._pending is not None:  # a Delay is running; keep order
+            self._pending[1].append(data)
+            return
+        self._guard(self.conn.receive, data)
+
+    def handshakeCompleted(self) -> None:
+        info = tls_info(self.transport)
+        self._tls = True
+        self.transcript.event(self._now(), "tls_established", **info)
+        self._guard(self.conn.tls_established, info)
+
+    def timeoutConnection(self) -> None:
+        self.transcript.event(self._now(), "idle_timeout")
+        self._guard(self.conn.timed_out)
+
+    def connectionLost(self, reason) -> None:
+        self.setTimeout(None)
+        if self._pending is not None and self._pending[0].active():
+            self._pending[0].cancel()
+        now = self._now()
+        if self.conn.phase.value == "tls-pending":
+            self.transcript.event(now, "tls_failed", reason=_reason(reason))
+        self._guard(self.conn.connection_lost)
+        self.transcript.event(now, "closed", reason=_reason(reason))
+        self.factory.transcripts.finish(self.transcript)
+        self.factory.events.emit("closed", session=self.transcript.session_id,
+                                 messages=self.conn.session.messages)
+
+    # -- carrying out actions --------------------------------------------
+
+    def _guard(self, step, *args) -> None:
+        """Run a core step and its actions; a bug stays in this connection."""
+        try:
+            self._run(step(*args))
+        except Exception:
+            log.failure("internal error in session {session}", session=self.transcript.session_id)
+            self.transcript.event(self._now(), "internal_error")
+            self.factory.errors.append(sys.exc_info()[1])
+            if self.conn.phase.value != "closed":
+                self._write(self.conn.rendered("data_failed"))
+                self.conn.close()
+            self.transport.loseConnection()
+
+    def _run(self, actions: list) -> None:
+        for index, action in enumerate(actions):
+            kind = type(action)
+            if kind is Send:
+                self._write(action.data)
+            elif kind is Deliver:
+                self._deliver(action)
+            elif kind is Event:
+                self.transcript.event(self._now(), action.name, **action.fields)
+            elif kind is StartTLS:
+                self.transcript.event(self._now(), "tls_starting")
+                self.transport.startTLS(self.factory.tls_context)
+            elif kind is Close:
+                if action.abort:
+                    self.transport.abortConnection()
+                else:
+                    self.transport.loseConnection()
+            elif kind is Delay:
+                self._delay(action.seconds, actions[index + 1:])
+                return
+
+    def _delay(self, seconds: float, rest: list) -> None:
+        self.transport.pauseProducing()
+        call = self.factory.reactor.callLater(seconds, self._resume)
+        self._pending = (call, [], rest)
+
+    def _resume(self) -> None:
+        _, received, rest = self._pending
+        self._pending = None
+        self.transport.resumeProducing()
+        self._run(rest)
+        for data in received:
+            self._guard(self.conn.receive, data)
+
+    def _write(self, data: bytes) -> None:
+        self.transcript.sent(self._now(), data, self._tls)
+        self.transport.write(data)
+
+    def _deliver(self, action: Deliver) -> None:
+        try:
+            captured = self.factory.store.deliver(action.message)
+        except OSError as e:
+            log.error("could not store a message: {error}", error=e)
+            self.transcript.event(self._now(), "message_not_stored", error=str(e))
+            self._write(action.failed)
+            return
+        self.transcript.event(self._now(), "message_accepted", name=captured.name,
+                              bytes=len(action.message.data),
+                              recipients=len(action.message.recipients))
+        self._write(action.accepted)
+
+    def _now(self) -> float:
+        return self.factory.reactor.seconds()
+
+
+def tls_info(transport) -> dict:
+    """Version, cipher, strength and SNI of a finished handshake."""
+    try:
+        conn = transport.getHandle()
+        name = conn.get_servername()
+        return {"version": conn.get_protocol_version_name(), "cipher": conn.get_cipher_name(),
+                "bits": conn.get_cipher_bits(), "sni": name.decode("ascii", "replace") if name else None}
+    except Exception:  # not a pyOpenSSL transport (tests)
+        return {}
+
+
+def _reason(reason) -> str:
+    value = getattr(reason, "value", reason)
+    return f"{type(value).__name__}: {value}" if str(value) else type(value).__name__
+
+
+class EmulatorFactory(Factory):
+    """Builds a protocol per connection, sharing one L{Server}, the message
+    store and the transcript store."""
+
+    def __init__(self, server: Server, *, store: MessageStore | None = None,
+                 transcripts: TranscriptStore | None = None, events: EventLog | None = None,
+                 tls_context=None, listener: str = "", reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.server = server
+        self.store = store or MessageStore()
+        self.transcripts = transcripts or TranscriptStore()
+        self.events = events or EventLog()
+        self.tls_context = tls_context
+        self.listener = listener
+        self.reactor = reactor
+        self.errors: list[BaseException] = []
+
+    def next_session_id(self) -> str:
+        return f"{_RUN}-{next(_session_numbers):06d}"
+
+    def buildProtocol(self, addr) -> EmulatorProtocol:
+        return EmulatorProtocol(self)

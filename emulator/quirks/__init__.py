@@ -1,0 +1,152 @@
+"""
+Quirks: small named classes that bend the core's behaviour, configured by the
+profile's ordered C{quirks:} list in Toxiproxy's shape::
+
+    quirks:
+      - type: reply_override
+        attributes: {command: RCPT, reply: "452 Too many recipients", times: 2}
+
+A quirk's dataclass fields are its attributes; L{register} files it under its
+snake_case type name, and L{build} makes one from a profile entry, checking
+every attribute's type, so that a profile that loads is a profile that runs.
+
+The hooks (see L{Quirk}) are called in list order and each may leave the
+default alone by returning C{None} (or what it was given).  Only quirks that
+override a hook are ever called for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import ClassVar
+
+_REGISTRY: dict[str, type["Quirk"]] = {}
+
+HOOKS = ("on_connect", "before_command", "ehlo_keywords", "transform_reply", "on_starttls")
+
+
+class Quirk:
+    """Base class of every quirk.  Subclasses are frozen dataclasses.
+
+    Per-connection state never lives on the quirk (one instance serves every
+    connection of a profile); use C{conn.session.counts} or C{conn.shared}.
+    """
+
+    type: ClassVar[str] = ""
+    #: True if the quirk's output depends on how input is split into
+    #: segments; such quirks opt out of the chunking-invariance property.
+    boundary_sensitive: ClassVar[bool] = False
+
+    def on_connect(self, conn) -> bool:
+        """Before the greeting.  Return True if the quirk answered instead."""
+        return False
+
+    def before_command(self, conn, verb: str, arg: bytes) -> bool:
+        """Before the handler of C{verb} runs (its count already includes this
+        occurrence).  Return True if the quirk answered instead."""
+        return False
+
+    def ehlo_keywords(self, conn, keywords: list[str]) -> list[str]:
+        """The EHLO keyword lines about to be sent; return the ones to send."""
+        return keywords
+
+    def transform_reply(self, conn, name: str, reply):
+        """The catalogue reply C{name} about to be sent; return the one to send."""
+        return reply
+
+    def on_starttls(self, conn, pending: bytes) -> bytes:
+        """Plaintext that followed STARTTLS in the same read; return what is
+        processed after the handshake (by default nothing: RFC 3207 section 6)."""
+        return b""
+
+
+def register(name: str):
+    """Class decorator: make a frozen dataclass of the class and file it as C{name}."""
+
+    def decorate(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls.type = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def types_() -> dict[str, type[Quirk]]:
+    """Every registered quirk type, by name."""
+    _load_builtin()
+    return dict(_REGISTRY)
+
+
+class QuirkError(ValueError):
+    """A quirk entry that cannot be built; C{key} is the attribute at fault."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(problem)
+        self.key = key
+
+
+def build(entry: dict) -> Quirk:
+    """Build a quirk from C{{type, attributes}}, or raise L{QuirkError}."""
+    _load_builtin()
+    unknown = set(entry) - {"type", "attributes"}
+    if unknown:
+        raise QuirkError(sorted(unknown)[0], "unknown key (a quirk has 'type' and 'attributes')")
+    name = entry.get("type")
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise QuirkError("type", f"unknown quirk type {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    attributes = entry.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise QuirkError("attributes", "must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in attributes.items():
+        if key not in fields:
+            raise QuirkError(f"attributes.{key}", f"unknown attribute of {name}; known: {', '.join(fields)}")
+        if not _is_instance(value, hints[key]):
+            raise QuirkError(f"attributes.{key}", f"must be {_describe(hints[key])}, not {value!r}")
+    missing = [n for n, f in fields.items() if n not in attributes and _required(f)]
+    if missing:
+        raise QuirkError(f"attributes.{missing[0]}", "is required")
+    try:
+        return cls(**attributes)
+    except ValueError as e:
+        key = getattr(e, "key", None)
+        raise QuirkError(f"attributes.{key}" if key else "attributes", str(e)) from None
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _is_instance(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        (item,) = typing.get_args(hint)[:1] or (object,)
+        return isinstance(value, list) and all(_is_instance(v, item) for v in value)
+    return isinstance(value, origin or hint)
+
+
+def _describe(hint) -> str:
+    names = {str: "a quoted string", int: "an integer", float: "a number", bool: "true or false"}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) in (list, tuple):
+        return f"a list of {_describe(typing.get_args(hint)[0])}s"
+    return names.get(hint, "null" if hint is type(None) else getattr(hint, "__name__", str(hint)))
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their quirks; done late to avoid cycles.
+    from emulator.quirks import replies  # noqa: F401

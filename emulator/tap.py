@@ -1,0 +1,126 @@
+"""
+C{twistd emulator}: options and service.
+
+    twistd -n emulator --profile ims55sp4 --listen tcp:2525:interface=127.0.0.1
+
+Note the order: twistd's own C{--profile} (its profiler) comes before the
+subcommand; ours comes after it, and has no short form for that reason.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from emulator import profile as profiles
+from emulator.maildir import MessageStore
+from emulator.protocol import EmulatorFactory, EventLog, log
+from emulator.transcript import TranscriptStore
+from emulator.wire import Server
+
+DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
+_HOSTNAME = re.compile(r"\A[A-Za-z0-9.\-\[\]:_]{1,255}\Z")
+
+
+def loopback_default(description: str) -> str:
+    """Bind 127.0.0.1 unless the endpoint names an interface: a bare port
+    C{2525} or C{tcp:2525} becomes C{tcp:2525:interface=127.0.0.1}."""
+    if description.isdigit():
+        description = f"tcp:{description}"
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "ssl", "tcp6") and "interface=" not in description:
+        description += ":interface=::1" if kind == "tcp6" else ":interface=127.0.0.1"
+    return description
+
+
+class Options(usage.Options):
+    """Command-line options of C{twistd emulator} (and C{emulator serve})."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Runs emulated legacy Microsoft Exchange / IIS SMTP servers, each defined by a YAML "
+        "profile (list them with `emulator profiles`).  Listeners bind 127.0.0.1 unless an "
+        "endpoint names another interface.  twistd's own --profile (its profiler) goes before "
+        "the subcommand; this --profile goes after it."
+    )
+    optParameters = [
+        ["profile", None, "ims55sp4", "Profile to emulate: a name from `emulator profiles` or a path to a YAML file."],
+        ["hostname", None, None, "Host name the server announces (default: the profile's)."],
+        ["transcripts", None, None, "Folder for one JSON-lines transcript per session (default: memory only)."],
+        ["maildir", None, None, "Maildir that receives every accepted message (default: memory only)."],
+        ["log-format", None, "text", "Connection log format: text (twistd's log) or json (one object per line on stdout)."],
+    ]
+    optFlags = [
+        ["fsync", None, "fsync each message and its folder before confirming it (durable against a machine crash; slower)."],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """Server endpoint, e.g. tcp:2525 (repeatable; 127.0.0.1 unless an interface is named) [default: tcp:2525:interface=127.0.0.1]"""
+        self["listen"].append(loopback_default(endpoint))
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        if len(set(self["listen"])) != len(self["listen"]):
+            raise usage.UsageError("--listen names the same endpoint twice")
+        for description in self["listen"]:
+            try:
+                # Parsing needs no reactor: endpoint constructors only store it.
+                endpoints.serverFromString(None, description)
+            except (ValueError, TypeError, KeyError) as e:
+                raise usage.UsageError(f"--listen {description}: {e}") from None
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format must be text or json")
+        if self["hostname"] is not None and not _HOSTNAME.match(self["hostname"]):
+            raise usage.UsageError(f"--hostname {self['hostname']!r} is not a host name")
+        if self["fsync"] and not self["maildir"]:
+            raise usage.UsageError("--fsync needs --maildir")
+        try:
+            self["loaded_profile"] = profiles.load(self["profile"])
+        except profiles.ProfileError as e:
+            raise usage.UsageError(f"bad profile: {e}") from None
+
+
+class ListenerService(StreamServerEndpointService):
+    """Listens, says where, and makes twistd fail if it cannot."""
+
+    _raiseSynchronously = True
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port):
+        address = port.getHost()
+        log.info("listening on {host}:{port} ({description}), profile {profile}",
+                 host=address.host, port=address.port, description=self.description,
+                 profile=self.factory.server.profile.name)
+        return port
+
+
+def makeService(options: Options) -> service.MultiService:
+    """One listener per C{--listen}, sharing the stores and the cross-connection state."""
+    from twisted.internet import reactor
+
+    top = service.MultiService()
+    store = MessageStore(options["maildir"], fsync=options["fsync"])
+    transcripts = TranscriptStore(options["transcripts"])
+    events = EventLog(options["log-format"], sys.stdout)
+    shared: dict = {}
+    for description in options["listen"]:
+        server = Server(options["loaded_profile"], hostname=options["hostname"], shared=shared)
+        factory = EmulatorFactory(server, store=store, transcripts=transcripts, events=events,
+                                  listener=description, reactor=reactor)
+        listener = ListenerService(endpoints.serverFromString(reactor, description), factory)
+        listener.description = description
+        listener.setServiceParent(top)
+    return top

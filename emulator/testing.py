@@ -1,0 +1,178 @@
+"""
+Public helpers for testing against the emulator without sockets.
+
+L{Harness} drives the sans-IO core in memory and records the same
+L{Transcript} the network host records, so a test reads like a session::
+
+    h = Harness("ims55sp4")
+    h.connect()
+    assert h.send(b"HELO client\\r\\n") == b"250 OK\\r\\n"
+    assert "<- 250 OK" in h.human()
+"""
+
+from __future__ import annotations
+
+from emulator import profile as profiles
+from emulator.actions import Close, Delay, Deliver, Event, Message, Send, StartTLS
+from emulator.transcript import Transcript
+from emulator.wire import Server, ServerConnection
+
+DATE = "Mon, 23 Nov 2026 10:00:00 +0000"
+
+
+class Harness:
+    """One in-memory connection to an emulated server.
+
+    @ivar messages: messages the server accepted (as L{Message}).
+    @ivar closed: the server closed the connection (C{"close"} or C{"abort"}).
+    @ivar tls_pending: the server asked for a TLS handshake; call L{handshake}.
+    """
+
+    def __init__(self, profile, *, tls_available: bool = False, peer=("192.0.2.10", 1025),
+                 hostname: str | None = None, server: Server | None = None, session_id: str = "s1"):
+        if server is None:
+            loaded = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
+            server = Server(loaded, hostname=hostname, tls_available=tls_available)
+        self.server = server
+        self.conn = ServerConnection(server, peer=peer, session_id=session_id, date=DATE)
+        self.transcript = Transcript(session_id, server.profile.name, f"{peer[0]}:{peer[1]}")
+        self.messages: list[Message] = []
+        self.closed: str | None = None
+        self.tls = False
+        self.tls_pending = False
+        self.delays: list[float] = []
+        self.fail_storage = False
+
+    def connect(self) -> bytes:
+        """Open the connection; return the greeting bytes."""
+        return self._run(self.conn.connect())
+
+    def send(self, data: bytes) -> bytes:
+        """Client bytes in; the server's bytes out."""
+        self.transcript.received(0, data, self.tls)
+        return self._run(self.conn.receive(data))
+
+    def handshake(self, **info) -> bytes:
+        """Complete the TLS handshake the server asked for."""
+        assert self.tls_pending, "the server did not ask for TLS"
+        self.tls_pending, self.tls = False, True
+        self.transcript.event(0, "tls_established", **info)
+        return self._run(self.conn.tls_established(info))
+
+    def lose(self) -> bytes:
+        """The client goes away."""
+        return self._run(self.conn.connection_lost())
+
+    def timeout(self) -> bytes:
+        """The idle timer fires."""
+        self.transcript.event(0, "idle_timeout")
+        return self._run(self.conn.timed_out())
+
+    def human(self) -> str:
+        return self.transcript.human()
+
+    def _run(self, actions) -> bytes:
+        out = []
+        for action in actions:
+            kind = type(action)
+            if kind is Send:
+                out.append(action.data)
+                self.transcript.sent(0, action.data, self.tls)
+            elif kind is Deliver:
+                reply = action.failed if self.fail_storage else action.accepted
+                if not self.fail_storage:
+                    self.messages.append(action.message)
+                    self.transcript.event(0, "message_accepted", bytes=len(action.message.data),
+                                          recipients=len(action.message.recipients))
+                out.append(reply)
+                self.transcript.sent(0, reply, self.tls)
+            elif kind is Event:
+                self.transcript.event(0, action.name, **action.fields)
+            elif kind is StartTLS:
+                self.tls_pending = True
+                self.transcript.event(0, "tls_starting")
+            elif kind is Close:
+                self.closed = "abort" if action.abort else "close"
+                self.transcript.event(0, "closed", abort=action.abort)
+            elif kind is Delay:
+                self.delays.append(action.seconds)
+                self.transcript.event(0, "delay", seconds=action.seconds)
+        return b"".join(out)
+
+
+class ReactorThread:
+    """The global reactor, run once per process in a daemon thread.
+
+    Tests and fixtures call into it with L{call}; the reactor is never
+    stopped (it cannot be restarted), and nothing happens at import time.
+    """
+
+    _thread = None
+
+    @classmethod
+    def call(cls, function, *args, **kwargs):
+        """Run C{function} in the reactor thread and return its result
+        (waiting for it if it returns a Deferred)."""
+        from twisted.internet import reactor
+        from twisted.internet.threads import blockingCallFromThread
+
+        cls._ensure_running()
+        return blockingCallFromThread(reactor, function, *args, **kwargs)
+
+    @classmethod
+    def _ensure_running(cls) -> None:
+        import threading
+
+        from twisted.internet import reactor
+
+        if cls._thread is None:
+            cls._thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
+                                           name="emulator-reactor", daemon=True)
+            cls._thread.start()
+
+
+class RunningServer:
+    """An emulated server listening on 127.0.0.1 in the reactor thread.
+
+    @ivar host: C{"127.0.0.1"}.
+    @ivar port: the port the system gave (the listener binds port 0).
+    @ivar factory: the L{emulator.protocol.EmulatorFactory}, with its stores.
+    """
+
+    def __init__(self, factory, port):
+        self.factory = factory
+        self._port = port
+        self.host = port.getHost().host
+        self.port = port.getHost().port
+
+    @property
+    def messages(self):
+        return list(self.factory.store.recent)
+
+    @property
+    def transcripts(self):
+        return self.factory.transcripts.all()
+
+    def stop(self) -> None:
+        ReactorThread.call(self._port.stopListening)
+
+
+def start_server(profile, *, maildir=None, transcripts=None, hostname=None, tls_context=None,
+                 interface: str = "127.0.0.1") -> RunningServer:
+    """Start a server for C{profile} on C{interface}, port 0, in the reactor thread."""
+    from emulator.maildir import MessageStore
+    from emulator.protocol import EmulatorFactory
+    from emulator.transcript import TranscriptStore
+
+    loaded = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
+
+    def listen():
+        from twisted.internet import reactor
+
+        server = Server(loaded, hostname=hostname, tls_available=tls_context is not None)
+        factory = EmulatorFactory(server, store=MessageStore(maildir), transcripts=TranscriptStore(transcripts),
+                                  tls_context=tls_context, listener=f"tcp:0:interface={interface}",
+                                  reactor=reactor)
+        return RunningServer(factory, reactor.listenTCP(0, factory, interface=interface))
+
+    return ReactorThread.call(listen)

@@ -1,0 +1,278 @@
+"""
+The sans-IO protocol core: bytes in, actions out.
+
+    conn = ServerConnection(server, peer=("127.0.0.1", 40000))
+    actions = conn.connect()              # the greeting
+    actions = conn.receive(b"EHLO x\\r\\n") # replies, deliveries, TLS switches
+    actions = conn.tls_established(info)  # after the host's handshake
+    actions = conn.connection_lost()
+
+It never imports the reactor, reads the clock or does I/O; everything
+time-dependent (the session's date) comes in as data.  What differs between
+products is data too: the verb table of L{emulator.commands} picks handlers by
+the profile's C{commands:} list, handlers ask L{ServerConnection.reply} for
+replies by name, and quirks (L{emulator.quirks}) bend the rest.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+
+from emulator import commands, replies
+from emulator.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
+from emulator.framing import CRLF_DOT_CRLF, DataReader
+from emulator.session import Envelope, Phase, Session
+
+
+@dataclass
+class Server:
+    """What every connection of one listener shares: the profile, the reply
+    catalogue rendered for this host name, and cross-connection state.
+
+    C{shared} is memory that outlives a connection (for example the IIS 4.0
+    per-peer state of KB Q279214); C{reset()} clears it between tests.
+    """
+
+    profile: "Profile"  # noqa: F821 (emulator.profile.Profile; no import cycle)
+    hostname: str | None = None
+    tls_available: bool = False
+    shared: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.hostname = self.hostname or self.profile.hostname
+        self.constants = {"hostname": self.hostname, "version": self.profile.version}
+        self.hooks = self.profile.hooks
+        self.verbs = commands.table(self.profile.commands)
+        self._static = {
+            name: replies.render(reply.format(self.constants))
+            for name, reply in self.profile.replies.items()
+            if _fields(reply) <= self.constants.keys()
+        }
+
+    def reset(self) -> None:
+        """Forget cross-connection state."""
+        self.shared.clear()
+
+
+def _fields(reply) -> set[str]:
+    return {f for line in reply.lines for _, f, _, _ in string.Formatter().parse(line) if f}
+
+
+class ServerConnection:
+    """One SMTP server connection, driven by the host."""
+
+    def __init__(self, server: Server, *, peer: tuple[str, int] = ("127.0.0.1", 0),
+                 session_id: str = "s1", date: str = "", local_port: int = 0):
+        self.server = server
+        self.profile = server.profile
+        self.session = Session(session_id, peer[0], peer[1], local_port)
+        self.envelope = Envelope()
+        self.phase = Phase.COMMAND
+        self._fields = {**server.constants, "peer_ip": peer[0], "peer_port": peer[1], "date": date}
+        self._out: list[Action] = []
+        self._buffer = bytearray()
+        self._discarding = False
+        self._data: DataReader | None = None
+        self._line_handler = None
+
+    # -- the host's side -------------------------------------------------
+
+    def connect(self) -> list[Action]:
+        """The connection is open: greet."""
+        if not any(q.on_connect(self) for q in self.server.hooks["on_connect"]):
+            self.reply("greeting")
+        return self._flush()
+
+    def receive(self, data: bytes) -> list[Action]:
+        """Bytes from the peer, in whatever pieces the network gave them."""
+        if self.phase is Phase.CLOSED or self.phase is Phase.TLS_PENDING:
+            return self._flush()
+        self._buffer += data
+        self._process()
+        return self._flush()
+
+    def tls_established(self, info: dict | None = None) -> list[Action]:
+        """The handshake the core asked for has completed (RFC 3207 section 4.2:
+        the server forgets everything it knew, and a new EHLO is needed)."""
+        self.session.tls = True
+        self.session.tls_info = info or {}
+        self.session.helo = None
+        self.session.esmtp = False
+        self.envelope = Envelope()
+        self.phase = Phase.COMMAND
+        self._process()
+        return self._flush()
+
+    def timed_out(self) -> list[Action]:
+        """The host's idle timer fired: say so if the product did, and close."""
+        if self.phase is not Phase.CLOSED:
+            if "timeout" in self.profile.replies:
+                self.reply("timeout")
+            self.close()
+        return self._flush()
+
+    def connection_lost(self) -> list[Action]:
+        """The peer went away (or the host closed the connection)."""
+        if self.phase is Phase.DATA:
+            self.event("message_aborted", bytes=self._data.size)
+        self.phase = Phase.CLOSED
+        return self._flush()
+
+    # -- the handlers' side ----------------------------------------------
+
+    def reply(self, name: str, **fields) -> None:
+        """Send the catalogue reply C{name}, its template filled in."""
+        static = self.server._static.get(name)
+        transforms = self.server.hooks["transform_reply"]
+        if static is not None and not transforms:
+            self._out.append(Send(static))
+            return
+        self.send_reply(self._render(name, fields), name=name)
+
+    def send_reply(self, reply: replies.Reply, *, name: str = "") -> None:
+        """Send a reply that is already filled in."""
+        for quirk in self.server.hooks["transform_reply"]:
+            reply = quirk.transform_reply(self, name, reply)
+        self._out.append(Send(replies.render(reply)))
+
+    def rendered(self, name: str, **fields) -> bytes:
+        """The bytes of catalogue reply C{name}, without sending them."""
+        return replies.render(self._render(name, fields))
+
+    def _render(self, name: str, fields: dict) -> replies.Reply:
+        return self.profile.replies[name].format({**self._fields, **fields} if fields else self._fields)
+
+    def send(self, action: Action) -> None:
+        self._out.append(action)
+
+    def event(self, name: str, /, **fields) -> None:
+        self._out.append(Event(name, fields))
+
+    def close(self, abort: bool = False) -> None:
+        self.phase = Phase.CLOSED
+        self._buffer.clear()
+        self._out.append(Close(abort))
+
+    def start_data(self) -> None:
+        """Read a message next (after the handler has sent 354)."""
+        self.phase = Phase.DATA
+        self._data = DataReader(self.profile.limits.message_size, (CRLF_DOT_CRLF,))
+
+    def expect_line(self, handler) -> None:
+        """Give the next input line to C{handler(conn, line)} instead of the
+        verb table (a SASL exchange, RFC 4954 section 4)."""
+        self.phase = Phase.LINE
+        self._line_handler = handler
+
+    def start_tls(self) -> None:
+        """Switch to TLS after the reply just queued (RFC 3207 section 4).
+
+        Plaintext already received after STARTTLS is discarded unless a quirk
+        keeps it: executing it would be the CVE-2011-0411 injection."""
+        pending = bytes(self._buffer)
+        self._buffer.clear()
+        for quirk in self.server.hooks["on_starttls"]:
+            self._buffer += quirk.on_starttls(self, pending)
+        if pending and not self._buffer:
+            self.event("starttls_discarded", bytes=len(pending))
+        self.phase = Phase.TLS_PENDING
+        self._out.append(StartTLS())
+
+    def deliver(self, body: bytes) -> None:
+        """Hand the finished message to the host and reset the transaction."""
+        session = self.session
+        session.messages += 1
+        queue_id = f"{session.id}.{session.messages}"
+        message = Message(
+            sender=self.envelope.sender or b"",
+            recipients=tuple(self.envelope.recipients),
+            data=body,
+            peer=f"{session.peer_ip}:{session.peer_port}",
+            profile=self.profile.name,
+            helo=session.helo or b"",
+            tls=session.tls,
+            auth_user=session.auth_user,
+            session_id=session.id,
+        )
+        self._out.append(Deliver(
+            message,
+            accepted=self.rendered("data_ok", queue_id=queue_id),
+            failed=self.rendered("data_failed"),
+        ))
+        self.envelope = Envelope()
+
+    # -- input processing ------------------------------------------------
+
+    def _flush(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _process(self) -> None:
+        buffer = self._buffer
+        limit = self.profile.limits.command_line
+        while buffer:
+            phase = self.phase
+            if phase is Phase.DATA:
+                self._feed_data()
+                continue
+            if phase is not Phase.COMMAND and phase is not Phase.LINE:
+                return
+            end = buffer.find(b"\n")
+            if end == -1:
+                if len(buffer) >= limit:
+                    self._too_long()
+                return
+            line = bytes(buffer[:end + 1])
+            del buffer[:end + 1]
+            if self._discarding:
+                self._discarding = False
+                continue
+            if len(line) > limit:
+                self.reply("line_too_long")
+                continue
+            line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+            if phase is Phase.LINE:
+                self.phase = Phase.COMMAND
+                self._line_handler(self, line)
+            else:
+                self._command(line)
+
+    def _too_long(self) -> None:
+        """A line longer than the limit with no end in sight: answer once and
+        drop it up to its end (RFC 5321 section 4.5.3.1.4)."""
+        self._buffer.clear()
+        if not self._discarding:
+            self._discarding = True
+            self.reply("line_too_long")
+
+    def _feed_data(self) -> None:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        body, rest = self._data.feed(data)
+        if body is None:
+            return
+        self.phase = Phase.COMMAND
+        self._buffer += rest
+        if self._data.overflow:
+            self.event("message_rejected", reason="size", bytes=self._data.size)
+            self.envelope = Envelope()
+            self.reply("message_too_big", limit=str(self.profile.limits.message_size))
+        else:
+            self.deliver(body)
+        self._data = None
+
+    def _command(self, line: bytes) -> None:
+        verb_bytes, _, arg = line.partition(b" ")
+        verb = verb_bytes.decode("latin-1").upper()
+        counts = self.session.counts
+        counts[verb] += 1
+        for quirk in self.server.hooks["before_command"]:
+            if quirk.before_command(self, verb, arg):
+                return
+        handler = self.server.verbs.get(verb)
+        if handler is None:
+            self.session.bad_commands += 1
+            self.reply("unknown", verb=verb_bytes.decode("latin-1"))
+            return
+        handler(self, arg)

@@ -1,0 +1,97 @@
+"""The twistd plugin in a subprocess: `twistd -n emulator --profile ims55sp4`."""
+
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def free_port_via_bind_zero():
+    """The kernel picks a port; twistd then takes it (a subprocess cannot report port 0 back before
+    it listens, so this one test accepts the small race of handing a port over)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def twistd(*args, cwd):
+    return subprocess.Popen([*TWISTD, "--nodaemon", "--pidfile=", "emulator", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def wait_for_banner(port, deadline=20.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                return s.recv(1024)
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("no banner")
+
+
+def test_twistd_runs_the_profile_and_captures_mail(tmp_path):
+    """twistd -n emulator serves ims55sp4 on 127.0.0.1, logs the connection and writes Maildir and transcripts."""
+    port = free_port_via_bind_zero()
+    proc = twistd("--profile", "ims55sp4", "--listen", f"tcp:{port}:interface=127.0.0.1",
+                  "--maildir", "mail", "--transcripts", "log", cwd=tmp_path)
+    try:
+        assert wait_for_banner(port).startswith(b"220 mail.example.test ESMTP Server (Microsoft Exchange")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("a@example.org", ["b@example.test"], b"Subject: x\r\n\r\nbody\r\n")
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=20)[0]
+    assert len(list((tmp_path / "mail" / "new").iterdir())) == 1
+    assert len(list((tmp_path / "log").glob("*.jsonl"))) == 2
+    assert f"listening on 127.0.0.1:{port}" in output
+    assert "connection session=" in output and "profile=ims55sp4" in output
+
+
+def test_bad_profile_never_starts_a_server(tmp_path):
+    """A bad profile is a one-line usage error naming file and key, and a non-zero exit."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nversion: 5.5\n")
+    proc = twistd("--profile", str(bad), cwd=tmp_path)
+    output = proc.communicate(timeout=30)[0]
+    assert proc.returncode != 0
+    assert f"bad profile: {bad}:version: must be a quoted string" in output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--listen", "tcp:notaport"], "--listen tcp:notaport:interface=127.0.0.1"),
+    (["--log-format", "xml"], "--log-format must be text or json"),
+    (["--fsync"], "--fsync needs --maildir"),
+    (["--hostname", "bad host"], "is not a host name"),
+])
+def test_bad_option_combinations_are_rejected(tmp_path, args, message):
+    """postOptions rejects bad values and combinations before anything listens."""
+    proc = twistd(*args, cwd=tmp_path)
+    output = proc.communicate(timeout=30)[0]
+    assert proc.returncode != 0 and message in output
+
+
+def test_help_documents_every_option(tmp_path):
+    """twistd emulator --help lists each option."""
+    result = subprocess.run([*TWISTD, "emulator", "--help"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    for option in ("--profile=", "--listen=", "--hostname=", "--transcripts=", "--maildir=",
+                   "--log-format=", "--fsync"):
+        assert option in result.stdout
+
+
+def test_listen_defaults_to_loopback():
+    """An endpoint without an interface binds 127.0.0.1, never all addresses."""
+    from emulator.tap import loopback_default
+
+    assert loopback_default("2525") == "tcp:2525:interface=127.0.0.1"
+    assert loopback_default("tcp:2525") == "tcp:2525:interface=127.0.0.1"
+    assert loopback_default("tcp:25:interface=192.0.2.1") == "tcp:25:interface=192.0.2.1"
+    assert loopback_default("unix:/tmp/s") == "unix:/tmp/s"

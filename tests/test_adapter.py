@@ -1,0 +1,154 @@
+"""The Twisted edge in memory: StringTransport and a fake clock, no sockets."""
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from emulator import profile as profiles
+from emulator.maildir import MessageStore
+from emulator.protocol import EmulatorFactory, EventLog
+from emulator.transcript import TranscriptStore
+from emulator.wire import Server
+
+
+class Reactor(Clock):
+    """A Clock is enough of a reactor for the adapter."""
+
+
+def connect(tmp_path=None, profile="ims55sp4", events=None):
+    reactor = Reactor()
+    factory = EmulatorFactory(Server(profiles.load(profile)), reactor=reactor,
+                              store=MessageStore(tmp_path / "maildir" if tmp_path else None),
+                              transcripts=TranscriptStore(tmp_path / "transcripts" if tmp_path else None),
+                              events=events or EventLog("json", stream=_Sink()))
+    proto = factory.buildProtocol(None)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return reactor, factory, proto, transport
+
+
+class _Sink:
+    def __init__(self):
+        self.lines = []
+
+    def write(self, text):
+        self.lines.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_message_is_in_new_before_250_is_written(tmp_path):
+    """The Maildir file exists when the 250 that confirms it is written (RFC 5321 6.1)."""
+    reactor, factory, proto, transport = connect(tmp_path)
+    seen = {}
+    write = transport.write
+
+    def spy(data):
+        if data == b"250 OK\r\n" and proto.conn.session.messages:
+            seen["files"] = list((tmp_path / "maildir" / "new").iterdir())
+        write(data)
+
+    transport.write = spy
+    proto.dataReceived(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello\r\n.\r\n")
+    (path,) = seen["files"]
+    assert path.read_bytes() == b"hello\r\n"
+    assert list((tmp_path / "maildir" / "tmp").iterdir()) == []
+    envelope = (tmp_path / "maildir" / "envelopes" / f"{path.name}.json").read_text()
+    assert '"sender": "a@b"' in envelope and '"profile": "ims55sp4"' in envelope
+
+
+def test_storage_failure_is_answered_451_and_logged(tmp_path):
+    """A message that cannot be written is refused with 451, never 250."""
+    reactor, factory, proto, transport = connect(tmp_path)
+    (tmp_path / "maildir" / "new").rmdir()
+    proto.dataReceived(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n")
+    assert transport.value().endswith(b"451 Requested action aborted: local error in processing\r\n")
+    assert proto.transcript.events("message_not_stored")
+
+
+def test_idle_timeout_closes_the_connection():
+    """After the profile's idle timeout of silence the server closes (fake clock)."""
+    reactor, factory, proto, transport = connect()
+    reactor.advance(599)
+    assert not transport.disconnecting
+    reactor.advance(2)
+    assert transport.disconnecting
+    assert proto.transcript.events("idle_timeout")
+
+
+def test_input_resets_the_idle_timer():
+    """Each segment from the client restarts the idle timer."""
+    reactor, factory, proto, transport = connect()
+    reactor.advance(500)
+    proto.dataReceived(b"NOOP\r\n")
+    reactor.advance(500)
+    assert not transport.disconnecting
+
+
+def test_core_exception_is_confined_to_its_connection(monkeypatch):
+    """A bug in the core gives this client a 451 and a clean close, and is recorded."""
+    reactor, factory, proto, transport = connect()
+
+    def broken(conn, arg):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(factory.server.verbs, "NOOP", broken)
+    proto.dataReceived(b"NOOP\r\n")
+    assert transport.value().endswith(b"451 Requested action aborted: local error in processing\r\n")
+    assert transport.disconnecting
+    assert isinstance(factory.errors[0], RuntimeError)
+    assert proto.transcript.events("internal_error")
+    # another connection is unaffected
+    _, _, _, other = connect()
+    assert other.value().startswith(b"220 ")
+
+
+def test_transcript_records_segments_and_is_written_on_close(tmp_path):
+    """Each read and write is a record; the finished session is a .jsonl file."""
+    reactor, factory, proto, transport = connect(tmp_path)
+    proto.dataReceived(b"HELO c\r\nNO")
+    proto.dataReceived(b"OP\r\n")
+    proto.connectionLost(None)
+    (path,) = (tmp_path / "transcripts").iterdir()
+    from emulator.transcript import Transcript
+
+    loaded = Transcript.from_jsonl(path.read_text())
+    assert [r.data for r in loaded.records if r.dir == "c"] == [b"HELO c\r\nNO", b"OP\r\n"]
+    assert loaded.human().splitlines()[:4] == ["<- 220 mail.example.test ESMTP Server (Microsoft Exchange "
+                                               "Internet Mail Service 5.5.2653.13) ready",
+                                               "-> HELO c", "-> NO\\", "<- 250 OK"]
+
+
+def test_each_connection_is_logged():
+    """Connection and close are logged, here as JSON lines."""
+    sink = _Sink()
+    reactor, factory, proto, transport = connect(events=EventLog("json", stream=sink))
+    proto.connectionLost(None)
+    import json
+
+    events = [json.loads(line) for line in sink.lines]
+    assert [e["event"] for e in events] == ["connection", "closed"]
+    assert events[0]["profile"] == "ims55sp4"
+
+
+@pytest.mark.parametrize("chunks", [[b"NOOP\r\n"], [b"NO", b"OP\r", b"\n"]])
+def test_delay_pauses_reading_and_keeps_order(chunks, monkeypatch):
+    """A Delay action holds the rest of the actions and later input until it expires."""
+    from emulator.actions import Delay, Send
+
+    reactor, factory, proto, transport = connect()
+
+    def slow(conn, arg):
+        conn.send(Delay(2.0))
+        conn.reply("noop")
+
+    monkeypatch.setitem(factory.server.verbs, "NOOP", slow)
+    transport.clear()
+    for chunk in chunks:
+        proto.dataReceived(chunk)
+    proto.dataReceived(b"RSET\r\n")
+    assert transport.value() == b"" and transport.producerState == "paused"
+    reactor.advance(2.0)
+    assert transport.value() == b"250 OK\r\n250 OK\r\n"
+    assert transport.producerState == "producing"
