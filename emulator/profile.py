@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -68,8 +68,42 @@ class Profile:
     quirks: tuple[quirks.Quirk, ...] = ()
     sources: tuple[str, ...] = ()
     notes: str = ""
+    sections: Mapping[str, Any] = field(default_factory=dict)
     document: Mapping[str, Any] = field(default_factory=dict, repr=False)
     hooks: Mapping[str, tuple] = field(default_factory=dict, repr=False)
+
+
+# Sections owned by feature modules (tls:, auth:, ...): key -> parser.  A
+# parser takes the resolved value (or None when the profile has none) and
+# returns the section's object, raising SectionError(key, problem) with the
+# key below the section that is at fault.
+SECTIONS: dict[str, Callable[[Any], Any]] = {}
+_SECTION_MODULES = ()
+
+
+class SectionError(ValueError):
+    """A problem inside a section; C{key} is relative to the section."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(problem)
+        self.key = key
+
+
+def section(key: str):
+    """Decorator: register C{parser} for the top-level profile key C{key}."""
+
+    def register(parser):
+        SECTIONS[key] = parser
+        return parser
+
+    return register
+
+
+def _load_sections() -> None:
+    import importlib
+
+    for module in _SECTION_MODULES:
+        importlib.import_module(module)
 
 
 # key -> (expected type(s), description) for one profile file
@@ -205,9 +239,15 @@ def _read(path: Path) -> dict:
         loader.dispose()
     if not isinstance(document, dict):
         raise ProfileError(path, "(file)", "must be a mapping of keys to values")
+    _load_sections()
     for key, value in document.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ProfileError(path, key, "must be a mapping")
+            continue
         if key not in _SCHEMA:
-            raise ProfileError(path, str(key), f"unknown key; known keys: {', '.join(_SCHEMA)}")
+            known = ", ".join([*_SCHEMA, *SECTIONS])
+            raise ProfileError(path, str(key), f"unknown key; known keys: {known}")
         kind, description = _SCHEMA[key]
         if not isinstance(value, kind):
             raise ProfileError(path, key, f"must be {description}, not {value!r}")
@@ -266,13 +306,19 @@ def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
             built.append(quirks.build(entry))
         except quirks.QuirkError as e:
             raise ProfileError(path, f"quirks[{i}].{e.key}", str(e)) from None
+    sections = {}
+    for key, parser in SECTIONS.items():
+        try:
+            sections[key] = parser(doc.get(key))
+        except SectionError as e:
+            raise ProfileError(path, f"{key}.{e.key}" if e.key else key, str(e)) from None
     return Profile(
         name=doc["name"], path=path, product=doc.get("product", ""), version=doc.get("version", ""),
         describes=doc.get("describes", ""), hostname=doc.get("hostname", ""), commands=verbs,
         ehlo_keywords=keywords, replies=catalogue, limits=_limits(path, doc.get("limits", {})),
         require_helo=doc.get("require_helo", True), quirks=tuple(built),
         sources=tuple(_strings(path, doc, "sources")), notes=doc.get("notes", ""),
-        document=doc, hooks=_hooks(built),
+        sections=sections, document=doc, hooks=_hooks(built),
     )
 
 
