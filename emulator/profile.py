@@ -78,7 +78,7 @@ class Profile:
 # returns the section's object, raising SectionError(key, problem) with the
 # key below the section that is at fault.
 SECTIONS: dict[str, Callable[[Any], Any]] = {}
-_SECTION_MODULES = ()
+_SECTION_MODULES = ("emulator.tlsconfig",)
 
 
 class SectionError(ValueError):
@@ -310,6 +310,9 @@ def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
     for key, parser in SECTIONS.items():
         try:
             sections[key] = parser(doc.get(key))
+            validate = getattr(sections[key], "validate", None)
+            if validate:
+                validate(verbs, catalogue)
         except SectionError as e:
             raise ProfileError(path, f"{key}.{e.key}" if e.key else key, str(e)) from None
     return Profile(
