@@ -23,7 +23,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/twistd --nodaemon --pidfile= emulator --profile $(PROFILE) --listen $(LISTEN) \
-		--maildir $(STATE)/maildir --transcripts $(STATE)/transcripts
+		--maildir $(STATE)/maildir --transcripts $(STATE)/transcripts --state-dir $(STATE)/state
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
