@@ -9,7 +9,7 @@ PROFILE ?= ims55sp4
 LISTEN ?= tcp:2525:interface=127.0.0.1
 STATE ?= var
 
-.PHONY: install run test clean
+.PHONY: install run test fuzz clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The hypothesis properties (core parser, chunking, profile loader) for a long
+# run outside CI; FUZZ_ARGS=-x stops at the first failure.
+fuzz: install
+	$(BIN)/python -m pytest tests/properties --hypothesis-profile=fuzz --hypothesis-show-statistics $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info twisted/plugins/dropin.cache

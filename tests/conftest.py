@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs are reproducible; `make fuzz` runs the same properties for long.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("fuzz", max_examples=200_000, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 GOLDEN = Path(__file__).parent / "golden"
 
