@@ -29,7 +29,7 @@ def boundary_insensitive(name: str) -> bool:
     return not any(q.boundary_sensitive for q in profiles.load(name).quirks)
 
 
-@settings(max_examples=150)
+@settings(deadline=None)
 @given(st.sampled_from([p for p in PROFILES if boundary_insensitive(p)]),
        st.lists(st.sampled_from(COMMANDS) | st.binary(max_size=40), max_size=14),
        st.lists(st.integers(min_value=0, max_value=4000), max_size=12))

@@ -67,5 +67,5 @@ class SequenceModel(RuleBasedStateMachine):
         assert len(self.h.messages) == self.delivered
 
 
-SequenceModel.TestCase.settings = settings(max_examples=60, stateful_step_count=30)
+SequenceModel.TestCase.settings = settings(stateful_step_count=30, deadline=None)
 test_command_sequence = SequenceModel.TestCase
