@@ -54,8 +54,11 @@ def test_message_is_in_new_before_250_is_written(tmp_path):
     (path,) = seen["files"]
     assert path.read_bytes() == b"hello\r\n"
     assert list((tmp_path / "maildir" / "tmp").iterdir()) == []
-    envelope = (tmp_path / "maildir" / "envelopes" / f"{path.name}.json").read_text()
-    assert '"sender": "a@b"' in envelope and '"profile": "ims55sp4"' in envelope
+    import json
+
+    (envelope,) = [json.loads(line) for line in (tmp_path / "maildir" / "envelopes.jsonl").read_text().splitlines()]
+    assert envelope["name"] == path.name
+    assert (envelope["sender"], envelope["recipients"], envelope["profile"]) == ("a@b", ["c@d"], "ims55sp4")
 
 
 def test_storage_failure_is_answered_451_and_logged(tmp_path):
@@ -110,7 +113,7 @@ def test_transcript_records_segments_and_is_written_on_close(tmp_path):
     proto.dataReceived(b"HELO c\r\nNO")
     proto.dataReceived(b"OP\r\n")
     proto.connectionLost(None)
-    (path,) = (tmp_path / "transcripts").iterdir()
+    (path,) = (tmp_path / "transcripts").glob("*.jsonl")
     from emulator.transcript import Transcript
 
     loaded = Transcript.from_jsonl(path.read_text())
