@@ -1,0 +1,155 @@
+"""
+Middleboxes: SMTP-inspecting firewalls between the client and the server.
+
+A middlebox is not a server profile.  It rewrites bytes in both directions
+and wraps any profile, or a real server (Toxiproxy's upstream/downstream),
+so "Exchange 5.5 SP2 behind a PIX" is a composition of two existing things:
+
+    middlebox:                       # in a profile, or alone in a file
+      type: pix-mailguard
+      attributes: {dotcrlf_bug: true}
+
+A middlebox type is a small frozen dataclass registered with L{register},
+whose fields are its attributes and whose hooks (see L{Middlebox}) the
+sans-IO relay of L{emulator.middlebox.relay} calls; L{build} makes one from
+C{{type, attributes}}, checking every attribute as quirks are checked.  The
+Twisted edge is L{emulator.middlebox.edge}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import ClassVar
+
+import yaml
+
+from emulator.profile import ProfileError, SectionError, section
+from emulator.quirks import _describe, _is_instance, _required
+
+_REGISTRY: dict[str, type["Middlebox"]] = {}
+
+
+class Middlebox:
+    """Base class of every middlebox type.  Subclasses are frozen dataclasses.
+
+    One instance serves every connection; per-connection state lives on the
+    relay (C{relay.notes}).  Each hook gets the relay and returns what passes.
+    """
+
+    type: ClassVar[str] = ""
+    #: True if what passes depends on how input is split into segments.
+    boundary_sensitive: ClassVar[bool] = False
+
+    def on_greeting(self, relay, reply: bytes) -> bytes:
+        """The server's greeting (all its lines); return what the client gets."""
+        return reply
+
+    def on_command(self, relay, verb: str, line: bytes) -> bytes | None:
+        """A command line from the client, CRLF included, and its upper-cased
+        verb; return the bytes passed to the server, or None to pass nothing
+        (the middlebox may have answered with C{relay.answer})."""
+        return line
+
+    def on_reply(self, relay, command: str, reply: bytes) -> bytes:
+        """The server's reply (all its lines) to C{command} (the verb as the
+        server received it); return what the client gets."""
+        return reply
+
+    def on_split_terminator(self, relay, segment: bytes, lone: bool) -> bool:
+        """A segment completes the end of data (CRLF.CRLF) that began in an
+        earlier segment; C{lone} when it starts with the whole C{.CRLF}.
+        Return True to drop the segment instead of passing it."""
+        return False
+
+
+def register(name: str):
+    """Class decorator: make a frozen dataclass of the class and file it as C{name}."""
+
+    def decorate(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls.type = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def types_() -> dict[str, type[Middlebox]]:
+    """Every registered middlebox type, by name."""
+    _load_builtin()
+    return dict(_REGISTRY)
+
+
+def build(entry) -> Middlebox:
+    """Build a middlebox from C{{type, attributes}}, or raise L{SectionError}
+    naming the key at fault."""
+    _load_builtin()
+    if not isinstance(entry, dict):
+        raise SectionError("", "must be a mapping with type and attributes")
+    unknown = set(entry) - {"type", "attributes"}
+    if unknown:
+        raise SectionError(str(sorted(unknown)[0]), "unknown key (a middlebox has 'type' and 'attributes')")
+    name = entry.get("type")
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise SectionError("type", f"unknown middlebox type {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    attributes = entry.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise SectionError("attributes", "must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in attributes.items():
+        if key not in fields:
+            raise SectionError(f"attributes.{key}", f"unknown attribute of {name}; known: {', '.join(fields)}")
+        if not _is_instance(value, hints[key]):
+            raise SectionError(f"attributes.{key}", f"must be {_describe(hints[key])}, not {value!r}")
+    missing = [n for n, f in fields.items() if n not in attributes and _required(f)]
+    if missing:
+        raise SectionError(f"attributes.{missing[0]}", "is required")
+    try:
+        return cls(**attributes)
+    except ValueError as e:
+        key = getattr(e, "key", None)
+        raise SectionError(f"attributes.{key}" if key else "attributes", str(e)) from None
+
+
+def invalid(key: str, problem: str) -> ValueError:
+    """The error a middlebox's C{__post_init__} raises for attribute C{key}."""
+    error = ValueError(problem)
+    error.key = key
+    return error
+
+
+@section("middlebox")
+def parse(value: dict | None) -> Middlebox | None:
+    """The profile section: None when the profile has none."""
+    return None if value is None else build(value)
+
+
+def load(name_or_path: str | Path) -> Middlebox:
+    """A middlebox from the command line: a type name (C{pix-mailguard}, all
+    attributes at their defaults) or a YAML file holding C{type} and
+    C{attributes}; a problem is a L{ProfileError} naming file and key."""
+    text = str(name_or_path)
+    if not text.endswith((".yaml", ".yml")) and "/" not in text:
+        if text not in types_():
+            raise ProfileError(text, "(name)", f"no middlebox type of that name; known: {', '.join(sorted(_REGISTRY))}")
+        return build({"type": text})
+    path = Path(text)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ProfileError(path, "(file)", f"cannot read: {e}") from None
+    except yaml.YAMLError as e:
+        raise ProfileError(path, "(file)", f"not valid YAML: {getattr(e, 'problem', e)}") from None
+    try:
+        return build(document)
+    except SectionError as e:
+        raise ProfileError(path, e.key or "(file)", str(e)) from None
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their types; done late to avoid cycles.
+    from emulator.middlebox import pix, starttls  # noqa: F401
