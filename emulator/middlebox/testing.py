@@ -21,14 +21,21 @@ from emulator.transcript import Transcript
 class MiddleboxHarness:
     """One in-memory connection through a middlebox to an emulated server.
 
+    C{box} is a L{Middlebox}, a type name or a file, or None for the
+    profile's own C{middlebox:} section.
+
     @ivar server: the L{Harness} of the server leg (its own transcript and
         the messages it accepted).
     @ivar closed: the middlebox closed the client's connection.
     """
 
     def __init__(self, box, profile, *, peer=("192.0.2.10", 1025), session_id: str = "m1", **server_options):
-        self.box: Middlebox = box if isinstance(box, Middlebox) else load(box)
         self.server = Harness(profile, peer=peer, session_id="s1", **server_options)
+        if box is None:
+            box = self.server.server.profile.sections.get("middlebox")
+            if box is None:
+                raise ValueError(f"profile {self.server.server.profile.name} has no middlebox: section")
+        self.box: Middlebox = box if isinstance(box, Middlebox) else load(box)
         self.relay = Relay(self.box)
         self.transcript = Transcript(session_id, self.server.server.profile.name, f"{peer[0]}:{peer[1]}",
                                      middlebox=self.box.type, upstream="s1")
