@@ -1,6 +1,8 @@
 """The middlebox's Twisted edge in memory (StringTransport, fake clock), its
 twistd options, and the transcript of both legs on disk."""
 
+import io
+
 import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -14,22 +16,11 @@ from emulator.tap import Options
 from emulator.transcript import Transcript, TranscriptStore
 
 
-class _Sink:
-    def __init__(self):
-        self.lines = []
-
-    def write(self, text):
-        self.lines.append(text)
-
-    def flush(self):
-        pass
-
-
 def connect(tmp_path, profile="ims55sp4", box="pix-mailguard"):
     clock = Clock()
     emulation = Emulation(profiles.load(profile), state_dir=tmp_path / "state", middlebox=middlebox.load(box),
                           store=MessageStore(tmp_path / "maildir"),
-                          transcripts=TranscriptStore(tmp_path / "transcripts"), events=EventLog("json", _Sink()))
+                          transcripts=TranscriptStore(tmp_path / "transcripts"), events=EventLog("json", io.StringIO()))
     factory = emulation.factory("tcp:2525", reactor=clock)
     proto = factory.buildProtocol(None)
     transport = StringTransport()

@@ -18,15 +18,13 @@ Twisted edge is L{emulator.middlebox.edge}.
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from pathlib import Path
 from typing import ClassVar
 
 import yaml
 
+from emulator import quirks
 from emulator.profile import ProfileError, SectionError, section
-from emulator.quirks import _describe, _is_instance, _required
 
 _REGISTRY: dict[str, type["Middlebox"]] = {}
 
@@ -65,15 +63,9 @@ class Middlebox:
 
 
 def register(name: str):
-    """Class decorator: make a frozen dataclass of the class and file it as C{name}."""
-
-    def decorate(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
-        cls.type = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
+    """Class decorator: make a frozen dataclass of the class and file it as
+    C{name} among the middlebox types (as quirks are filed)."""
+    return quirks.register(name, _REGISTRY)
 
 
 def types_() -> dict[str, type[Middlebox]]:
@@ -84,35 +76,14 @@ def types_() -> dict[str, type[Middlebox]]:
 
 def build(entry) -> Middlebox:
     """Build a middlebox from C{{type, attributes}}, or raise L{SectionError}
-    naming the key at fault."""
+    naming the key at fault (the checks are the quirks' own)."""
     _load_builtin()
     if not isinstance(entry, dict):
         raise SectionError("", "must be a mapping with type and attributes")
-    unknown = set(entry) - {"type", "attributes"}
-    if unknown:
-        raise SectionError(str(sorted(unknown)[0]), "unknown key (a middlebox has 'type' and 'attributes')")
-    name = entry.get("type")
-    cls = _REGISTRY.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise SectionError("type", f"unknown middlebox type {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    attributes = entry.get("attributes") or {}
-    if not isinstance(attributes, dict):
-        raise SectionError("attributes", "must be a mapping")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key, value in attributes.items():
-        if key not in fields:
-            raise SectionError(f"attributes.{key}", f"unknown attribute of {name}; known: {', '.join(fields)}")
-        if not _is_instance(value, hints[key]):
-            raise SectionError(f"attributes.{key}", f"must be {_describe(hints[key])}, not {value!r}")
-    missing = [n for n, f in fields.items() if n not in attributes and _required(f)]
-    if missing:
-        raise SectionError(f"attributes.{missing[0]}", "is required")
     try:
-        return cls(**attributes)
-    except ValueError as e:
-        key = getattr(e, "key", None)
-        raise SectionError(f"attributes.{key}" if key else "attributes", str(e)) from None
+        return quirks.build(entry, _REGISTRY, "middlebox")
+    except quirks.QuirkError as e:
+        raise SectionError(e.key, str(e)) from None
 
 
 def invalid(key: str, problem: str) -> ValueError:

@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from emulator.actions import Event
 from emulator.middlebox.relay import CloseClient, CloseServer, Relay, ToClient, ToServer
-from emulator.protocol import EventLog, log
+from emulator.protocol import EventLog, _reason, log
 from emulator.transcript import Transcript, TranscriptStore
 
 _numbers = itertools.count(1)
@@ -120,11 +120,6 @@ class MiddleboxProtocol(Protocol):
 
     def _now(self) -> float:
         return self.factory.reactor.seconds()
-
-
-def _reason(reason) -> str:
-    value = getattr(reason, "value", reason)
-    return f"{type(value).__name__}: {value}" if str(value) else type(value).__name__
 
 
 class MiddleboxFactory(Factory):
