@@ -41,7 +41,8 @@ class Emulation:
 
     def __post_init__(self):
         self.hostname = self.hostname or self.profile.hostname
-        self.middlebox = self.middlebox or self.profile.sections.get("middlebox")
+        if self.middlebox is None:
+            self.middlebox = self.profile.sections.get("middlebox")
         if self.upstream and self.middlebox is None:
             raise ValueError("an upstream server needs a middlebox in front of it")
         self.state_dir = Path(self.state_dir) if self.state_dir else default_state_dir()
