@@ -15,6 +15,7 @@ file directly.
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -76,9 +77,11 @@ class Profile:
 # Sections owned by feature modules (tls:, auth:, ...): key -> parser.  A
 # parser takes the resolved value (or None when the profile has none) and
 # returns the section's object, raising SectionError(key, problem) with the
-# key below the section that is at fault.
+# key below the section that is at fault.  If that object has a
+# check(profile) method, it is called with the built profile (not for an
+# abstract one) to check what depends on other keys, raising SectionError too.
 SECTIONS: dict[str, Callable[[Any], Any]] = {}
-_SECTION_MODULES = ()
+_SECTION_MODULES = ("emulator.auth",)
 
 
 class SectionError(ValueError):
@@ -308,11 +311,9 @@ def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
             raise ProfileError(path, f"quirks[{i}].{e.key}", str(e)) from None
     sections = {}
     for key, parser in SECTIONS.items():
-        try:
+        with _section_errors(path, key):
             sections[key] = parser(doc.get(key))
-        except SectionError as e:
-            raise ProfileError(path, f"{key}.{e.key}" if e.key else key, str(e)) from None
-    return Profile(
+    built_profile = Profile(
         name=doc["name"], path=path, product=doc.get("product", ""), version=doc.get("version", ""),
         describes=doc.get("describes", ""), hostname=doc.get("hostname", ""), commands=verbs,
         ehlo_keywords=keywords, replies=catalogue, limits=_limits(path, doc.get("limits", {})),
@@ -320,6 +321,21 @@ def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
         sources=tuple(_strings(path, doc, "sources")), notes=doc.get("notes", ""),
         sections=sections, document=doc, hooks=_hooks(built),
     )
+    for key, value in () if partial else sections.items():
+        check = getattr(value, "check", None)
+        if check is not None:
+            with _section_errors(path, key):
+                check(built_profile)
+    return built_profile
+
+
+@contextmanager
+def _section_errors(path: Path, key: str):
+    """Turn a L{SectionError} inside section C{key} into a L{ProfileError}."""
+    try:
+        yield
+    except SectionError as e:
+        raise ProfileError(path, f"{key}.{e.key}" if e.key else key, str(e)) from None
 
 
 def _strings(path: Path, doc: dict, key: str) -> list[str]:
