@@ -329,10 +329,10 @@ class _Exchange:
         else:
             self.first(conn, data)
 
-    def prompt(self, conn, reply: str, step, **fields) -> None:
+    def prompt(self, conn, reply: str, step, challenge: str = "") -> None:
         """Send the 334 C{reply} and give the next line to C{step}."""
         self.step = step
-        conn.reply(reply, **fields)
+        conn.reply(reply, challenge=challenge, **self._fields())
         conn.expect_line(self._line, self.settings.line_limit)
 
     def _line(self, conn, line: bytes | None) -> None:
@@ -372,7 +372,11 @@ class _Exchange:
         conn.event("auth", verb=self.verb, mechanism=self.mechanism, user=self.user, outcome=outcome,
                    **self.details, **details)
         if reply:
-            conn.reply(reply, mechanism=self.mechanism, user=_printable(self.user or ""))
+            conn.reply(reply, **self._fields())
+
+    def _fields(self) -> dict:
+        """The template fields of every AUTH reply: C{{mechanism}} and C{{user}}."""
+        return {"mechanism": _printable(self.mechanism), "user": _printable(self.user or "")}
 
 
 class _Login(_Exchange):
@@ -399,7 +403,7 @@ class _Plain(_Exchange):
     ok_reply = "auth_ok_plain"
 
     def begin(self, conn) -> None:
-        self.prompt(conn, "auth_challenge", self.response, challenge="")
+        self.prompt(conn, "auth_challenge", self.response)
 
     def response(self, conn, data: bytes) -> None:
         parts = data.split(b"\0")
