@@ -43,7 +43,7 @@ VERBS = ("AUTH", "XAUTH")
 # Replies AUTH and XAUTH may send whatever the mechanism.
 REPLIES = ("syntax_auth", "auth_unknown_mechanism", "auth_failed", "auth_cancelled", "auth_bad_base64",
            "auth_already", "bad_sequence", "need_helo")
-# Replies each mechanism adds (required by L{AuthSettings.check} when offered).
+# Replies each mechanism adds (required by L{AuthSettings.validate} when offered).
 MECHANISM_REPLIES = {
     "LOGIN": ("auth_username", "auth_password", "auth_ok_login"),
     "PLAIN": ("auth_challenge", "auth_ok_plain"),
@@ -85,24 +85,25 @@ class AuthSettings:
         """The mechanisms C{verb} (C{AUTH} or C{XAUTH}) takes."""
         return self.mechanisms if verb == "AUTH" else self.xauth_mechanisms
 
-    def check(self, loaded) -> None:
-        """What depends on the rest of the profile: each verb that is enabled
-        offers a mechanism, each offered mechanism's replies exist, and
-        C{required} has a way to log in and a refusal text."""
+    def validate(self, verbs, catalogue) -> None:
+        """Cross-checks with the rest of the profile (called by the loader):
+        each verb that is enabled offers a mechanism, each offered
+        mechanism's replies exist, and C{required} has a way to log in and a
+        refusal text."""
         for key, verb in (("mechanisms", "AUTH"), ("xauth_mechanisms", "XAUTH")):
             offered = getattr(self, key)
-            if verb in loaded.commands and not offered:
+            if verb in verbs and not offered:
                 raise SectionError(key, f"commands: enables {verb} but no mechanism is listed")
-            if offered and verb not in loaded.commands:
+            if offered and verb not in verbs:
                 raise SectionError(key, f"lists mechanisms for {verb}, which commands: lacks")
             for i, name in enumerate(offered):
-                missing = [r for r in MECHANISM_REPLIES[name] if r not in loaded.replies]
+                missing = [r for r in MECHANISM_REPLIES[name] if r not in catalogue]
                 if missing:
                     raise SectionError(f"{key}[{i}]", f"{name} needs replies: {', '.join(missing)}")
         if self.required:
-            if not set(VERBS) & set(loaded.commands):
+            if not set(VERBS) & set(verbs):
                 raise SectionError("required", "needs AUTH or XAUTH in commands:")
-            if "auth_required" not in loaded.replies:
+            if "auth_required" not in catalogue:
                 raise SectionError("required", "needs replies: auth_required (the refusal of MAIL before a login)")
 
     def adapt_verbs(self, verbs: dict) -> dict:

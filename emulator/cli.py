@@ -5,6 +5,7 @@ The C{emulator} command.
     emulator show NAME|PATH      the resolved profile (after extends:) as YAML
     emulator check PATH...       validate profile files; print file:key: problem
     emulator transcript FILE     a JSON-lines transcript in the human arrow form
+    emulator ca export PATH      write the test CA certificate for clients to trust
     emulator serve [OPTIONS]     run the server in the foreground (twistd -n emulator)
 """
 
@@ -66,6 +67,15 @@ def cmd_transcript(args) -> int:
     return 0
 
 
+def cmd_ca_export(args) -> int:
+    from emulator.certs import CertStore
+    from emulator.tls import default_state_dir
+
+    store = CertStore(Path(args.state_dir) if args.state_dir else default_state_dir())
+    print(store.export_ca(Path(args.dest)))
+    return 0
+
+
 def cmd_serve(args) -> int:
     from twisted.scripts.twistd import run
 
@@ -87,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     transcript = sub.add_parser("transcript", help="print a .jsonl transcript in arrow form")
     transcript.add_argument("file", metavar="FILE")
     transcript.set_defaults(func=cmd_transcript)
+    ca = sub.add_parser("ca", help="the test CA that signs generated certificates")
+    ca_sub = ca.add_subparsers(dest="ca_command", required=True, metavar="ACTION")
+    export = ca_sub.add_parser("export", help="write the CA certificate (PEM) for clients to trust")
+    export.add_argument("dest", metavar="PATH", help="file, or folder to write ca.pem into")
+    export.add_argument("--state-dir", help="the emulator's state folder (default: $XDG_STATE_HOME/legacy-smtp-emulator)")
+    export.set_defaults(func=cmd_ca_export)
     serve = sub.add_parser("serve", help="run the server in the foreground (see `twistd emulator --help`)",
                            add_help=False)
     serve.add_argument("options", nargs=argparse.REMAINDER)

@@ -61,6 +61,9 @@ def _greet(conn, arg: bytes, esmtp: bool) -> None:
         conn.reply("helo", helo=_text(arg))
         return
     keywords = list(conn.profile.ehlo_keywords)
+    tls = conn.server.tls
+    if not conn.session.tls and "STARTTLS" in conn.server.verbs and tls.advertised(conn.server.tls_available):
+        keywords += tls.keywords  # RFC 3207 4.2: never again once inside TLS
     for quirk in conn.server.hooks["ehlo_keywords"]:
         keywords = quirk.ehlo_keywords(conn, keywords)
     first = conn.profile.replies["ehlo"].format({**conn._fields, "helo": _text(arg)})
@@ -75,6 +78,9 @@ def mail(conn, arg: bytes) -> None:
         return
     if conn.envelope.sender is not None:
         conn.reply("nested_mail")
+        return
+    if conn.server.tls.required and not conn.secure:
+        conn.reply("tls_required")
         return
     parsed = _path(arg, b"FROM")
     if parsed is None:

@@ -15,7 +15,6 @@ file directly.
 from __future__ import annotations
 
 import importlib.util
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -77,11 +76,9 @@ class Profile:
 # Sections owned by feature modules (tls:, auth:, ...): key -> parser.  A
 # parser takes the resolved value (or None when the profile has none) and
 # returns the section's object, raising SectionError(key, problem) with the
-# key below the section that is at fault.  If that object has a
-# check(profile) method, it is called with the built profile (not for an
-# abstract one) to check what depends on other keys, raising SectionError too.
+# key below the section that is at fault.
 SECTIONS: dict[str, Callable[[Any], Any]] = {}
-_SECTION_MODULES = ("emulator.auth",)
+_SECTION_MODULES = ("emulator.tlsconfig", "emulator.auth")
 
 
 class SectionError(ValueError):
@@ -227,8 +224,9 @@ def _read(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ProfileError(path, "(file)", f"cannot read: {e}") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             raise ProfileError(path, "(file)", "empty file")
@@ -237,9 +235,11 @@ def _read(path: Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ProfileError(path, where, f"not valid YAML: {getattr(e, 'problem', e)}") from None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ProfileError(path, where, f"not valid YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(document, dict):
         raise ProfileError(path, "(file)", "must be a mapping of keys to values")
     _load_sections()
@@ -259,20 +259,25 @@ def _read(path: Path) -> dict:
     return document
 
 
-def _check_nodes(path: Path, node: yaml.Node, key: str) -> None:
-    """Reject duplicate keys, and reply texts that are not quoted (a plain
-    YAML scalar loses trailing spaces and may turn into a number)."""
+def _check_nodes(path: Path, node: yaml.Node, key: str, ancestors: frozenset = frozenset()) -> None:
+    """Reject duplicate keys, recursive aliases, and reply texts that are not
+    quoted (a plain YAML scalar loses trailing spaces and may turn into a number)."""
+    if id(node) in ancestors:
+        raise ProfileError(path, key or "(file)", "recursive YAML alias")
+    inner = ancestors | {id(node)}
     if isinstance(node, yaml.MappingNode):
         seen = set()
         for k, v in node.value:
             name = f"{key}.{k.value}" if key else str(k.value)
+            if not isinstance(k, yaml.ScalarNode):
+                raise ProfileError(path, key or "(file)", "keys must be plain strings")
             if k.value in seen:
                 raise ProfileError(path, name, "duplicate key")
             seen.add(k.value)
-            _check_nodes(path, v, name)
+            _check_nodes(path, v, name, inner)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _check_nodes(path, item, f"{key}[{i}]")
+            _check_nodes(path, item, f"{key}[{i}]", inner)
     elif key.startswith("replies.") and node.style not in ('"', "'"):
         raise ProfileError(path, key, "reply texts must be quoted")
 
@@ -311,9 +316,14 @@ def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
             raise ProfileError(path, f"quirks[{i}].{e.key}", str(e)) from None
     sections = {}
     for key, parser in SECTIONS.items():
-        with _section_errors(path, key):
+        try:
             sections[key] = parser(doc.get(key))
-    built_profile = Profile(
+            validate = getattr(sections[key], "validate", None)
+            if validate:
+                validate(verbs, catalogue)
+        except SectionError as e:
+            raise ProfileError(path, f"{key}.{e.key}" if e.key else key, str(e)) from None
+    return Profile(
         name=doc["name"], path=path, product=doc.get("product", ""), version=doc.get("version", ""),
         describes=doc.get("describes", ""), hostname=doc.get("hostname", ""), commands=verbs,
         ehlo_keywords=keywords, replies=catalogue, limits=_limits(path, doc.get("limits", {})),
@@ -321,21 +331,6 @@ def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
         sources=tuple(_strings(path, doc, "sources")), notes=doc.get("notes", ""),
         sections=sections, document=doc, hooks=_hooks(built),
     )
-    for key, value in () if partial else sections.items():
-        check = getattr(value, "check", None)
-        if check is not None:
-            with _section_errors(path, key):
-                check(built_profile)
-    return built_profile
-
-
-@contextmanager
-def _section_errors(path: Path, key: str):
-    """Turn a L{SectionError} inside section C{key} into a L{ProfileError}."""
-    try:
-        yield
-    except SectionError as e:
-        raise ProfileError(path, f"{key}.{e.key}" if e.key else key, str(e)) from None
 
 
 def _strings(path: Path, doc: dict, key: str) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import sys
 import time
 from email.utils import formatdate
@@ -25,6 +24,7 @@ from zope.interface import implementer
 
 from emulator.actions import Close, Delay, Deliver, Event, Send, StartTLS
 from emulator.maildir import MessageStore
+from emulator.tls import handshake_info
 from emulator.transcript import Transcript, TranscriptStore
 from emulator.wire import Server, ServerConnection
 
@@ -60,16 +60,17 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
     def __init__(self, factory: "EmulatorFactory"):
         self.factory = factory
         self.callLater = factory.reactor.callLater  # TimeoutMixin's clock
-        self._tls = False
+        self._tls = factory.implicit_tls
+        self._handshaking = factory.implicit_tls
         self._pending = None
 
     # -- Twisted's side ----------------------------------------------------
 
     def connectionMade(self) -> None:
         factory = self.factory
-        handle = getattr(self.transport, "getHandle", lambda: None)()
-        if isinstance(handle, socket.socket):
-            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Nagle would hold replies back (about 40 ms after a TLS handshake).
+        # TLS wrappers pass setTcpNoDelay through to the TCP transport.
+        getattr(self.transport, "setTcpNoDelay", lambda on: None)(True)
         peer = self.transport.getPeer()
         host, port = getattr(peer, "host", "unknown"), getattr(peer, "port", 0)
         now = factory.reactor.seconds()
@@ -82,7 +83,10 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
                                      local_port=getattr(self.transport.getHost(), "port", 0))
         factory.events.emit("connection", session=session_id, peer=f"{host}:{port}",
                             profile=factory.server.profile.name)
-        self.setTimeout(factory.server.profile.limits.idle_timeout or None)
+        self._idle = factory.server.profile.limits.idle_timeout or None
+        self.setTimeout(factory.server.tls.handshake_timeout if self._handshaking else self._idle)
+        if self._handshaking:
+            self.transcript.event(now, "tls_starting", implicit=True)
         self._guard(self.conn.connect)
 
     def dataReceived(self, data: bytes) -> None:
@@ -94,12 +98,17 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         self._guard(self.conn.receive, data)
 
     def handshakeCompleted(self) -> None:
-        info = tls_info(self.transport)
-        self._tls = True
+        info = handshake_info(self.transport)
+        self._tls, self._handshaking = True, False
+        self.setTimeout(self._idle)
         self.transcript.event(self._now(), "tls_established", **info)
         self._guard(self.conn.tls_established, info)
 
     def timeoutConnection(self) -> None:
+        if self._handshaking:
+            self.transcript.event(self._now(), "tls_failed", reason="handshake timeout")
+            self.transport.abortConnection()
+            return
         self.transcript.event(self._now(), "idle_timeout")
         self._guard(self.conn.timed_out)
 
@@ -108,7 +117,7 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         if self._pending is not None and self._pending[0].active():
             self._pending[0].cancel()
         now = self._now()
-        if self.conn.phase.value == "tls-pending":
+        if self._handshaking and not self.transcript.events("tls_failed"):
             self.transcript.event(now, "tls_failed", reason=_reason(reason))
         self._guard(self.conn.connection_lost)
         self.transcript.event(now, "closed", reason=_reason(reason))
@@ -142,6 +151,8 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
                 self.transcript.event(self._now(), action.name, **action.fields)
             elif kind is StartTLS:
                 self.transcript.event(self._now(), "tls_starting")
+                self._handshaking = True
+                self.setTimeout(self.factory.server.tls.handshake_timeout)
                 self.transport.startTLS(self.factory.tls_context)
             elif kind is Close:
                 if action.abort:
@@ -186,17 +197,6 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         return self.factory.reactor.seconds()
 
 
-def tls_info(transport) -> dict:
-    """Version, cipher, strength and SNI of a finished handshake."""
-    try:
-        conn = transport.getHandle()
-        name = conn.get_servername()
-        return {"version": conn.get_protocol_version_name(), "cipher": conn.get_cipher_name(),
-                "bits": conn.get_cipher_bits(), "sni": name.decode("ascii", "replace") if name else None}
-    except Exception:  # not a pyOpenSSL transport (tests)
-        return {}
-
-
 def _reason(reason) -> str:
     value = getattr(reason, "value", reason)
     return f"{type(value).__name__}: {value}" if str(value) else type(value).__name__
@@ -208,7 +208,7 @@ class EmulatorFactory(Factory):
 
     def __init__(self, server: Server, *, store: MessageStore | None = None,
                  transcripts: TranscriptStore | None = None, events: EventLog | None = None,
-                 tls_context=None, listener: str = "", reactor=None):
+                 tls_context=None, implicit_tls: bool = False, listener: str = "", reactor=None):
         if reactor is None:
             from twisted.internet import reactor
         self.server = server
@@ -216,6 +216,7 @@ class EmulatorFactory(Factory):
         self.transcripts = transcripts or TranscriptStore()
         self.events = events or EventLog()
         self.tls_context = tls_context
+        self.implicit_tls = implicit_tls
         self.listener = listener
         self.reactor = reactor
         self.errors: list[BaseException] = []

@@ -42,7 +42,9 @@ class Session:
     esmtp: bool = False
     tls: bool = False
     tls_info: dict | None = None
+    tls_secure: bool = False  # TLS and strong enough for the profile (tls: min_bits)
     auth_user: str | None = None
     messages: int = 0
     bad_commands: int = 0
     counts: Counter = field(default_factory=Counter)
+    notes: dict = field(default_factory=dict)  # per-connection scratch for quirks

@@ -18,10 +18,10 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from emulator import auth, profile as profiles
+from emulator.emulation import Emulation
 from emulator.maildir import MessageStore
-from emulator.protocol import EmulatorFactory, EventLog, log
+from emulator.protocol import EventLog, log
 from emulator.transcript import TranscriptStore
-from emulator.wire import Server
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
 _HOSTNAME = re.compile(r"\A[A-Za-z0-9.\-\[\]:_]{1,255}\Z")
@@ -54,6 +54,9 @@ class Options(usage.Options):
         ["transcripts", None, None, "Folder for one JSON-lines transcript per session (default: memory only)."],
         ["maildir", None, None, "Maildir that receives every accepted message (default: memory only)."],
         ["log-format", None, "text", "Connection log format: text (twistd's log) or json (one object per line on stdout)."],
+        ["tls-cert", None, None, "PEM certificate (chain) that replaces the profile's certificate."],
+        ["tls-key", None, None, "PEM private key of --tls-cert."],
+        ["state-dir", None, None, "Folder for generated certificates and the test CA (default: $XDG_STATE_HOME/legacy-smtp-emulator)."],
     ]
     optFlags = [
         ["fsync", None, "fsync each message and its folder before confirming it (durable against a machine crash; slower)."],
@@ -62,7 +65,12 @@ class Options(usage.Options):
     def __init__(self):
         super().__init__()
         self["listen"] = []
+        self["listen-tls"] = []
         self["accounts"] = []
+
+    def opt_listen_tls(self, endpoint: str) -> None:
+        """Server endpoint where TLS starts with the connection (SMTPS, e.g. tcp:4650); only for profiles whose product offered it (tls: implicit: true)"""
+        self["listen-tls"].append(loopback_default(endpoint))
 
     def opt_listen(self, endpoint: str) -> None:
         """Server endpoint, e.g. tcp:2525 (repeatable; 127.0.0.1 unless an interface is named) [default: tcp:2525:interface=127.0.0.1]"""
@@ -76,11 +84,12 @@ class Options(usage.Options):
             raise usage.UsageError(f"--account: {e}") from None
 
     def postOptions(self) -> None:
-        if not self["listen"]:
+        if not self["listen"] and not self["listen-tls"]:
             self["listen"] = [DEFAULT_LISTEN]
-        if len(set(self["listen"])) != len(self["listen"]):
-            raise usage.UsageError("--listen names the same endpoint twice")
-        for description in self["listen"]:
+        every = self["listen"] + self["listen-tls"]
+        if len(set(every)) != len(every):
+            raise usage.UsageError("--listen/--listen-tls name the same endpoint twice")
+        for description in every:
             try:
                 # Parsing needs no reactor: endpoint constructors only store it.
                 endpoints.serverFromString(None, description)
@@ -92,6 +101,8 @@ class Options(usage.Options):
             raise usage.UsageError(f"--hostname {self['hostname']!r} is not a host name")
         if self["fsync"] and not self["maildir"]:
             raise usage.UsageError("--fsync needs --maildir")
+        if bool(self["tls-cert"]) != bool(self["tls-key"]):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
         try:
             self["loaded_profile"] = profiles.load(self["profile"])
         except profiles.ProfileError as e:
@@ -99,6 +110,22 @@ class Options(usage.Options):
         if self["accounts"] and not set(auth.VERBS) & set(self["loaded_profile"].commands):
             raise usage.UsageError(f"--account: profile {self['profile']} has no AUTH or XAUTH")
         self["loaded_profile"] = auth.with_accounts(self["loaded_profile"], self["accounts"])
+        tls = self["loaded_profile"].sections["tls"]
+        if self["listen-tls"] and not tls.implicit:
+            raise usage.UsageError(
+                f"--listen-tls: {self['profile']} never offered TLS from the first byte (tls: implicit: false); "
+                "a client configured for SMTPS gets connection refused, as in KB Q218430")
+        try:
+            self["emulation"] = Emulation(
+                self["loaded_profile"], hostname=self["hostname"], state_dir=self["state-dir"],
+                tls_cert=self["tls-cert"], tls_key=self["tls-key"],
+                store=MessageStore(self["maildir"], fsync=self["fsync"]),
+                transcripts=TranscriptStore(self["transcripts"]),
+                events=EventLog(self["log-format"], sys.stdout))
+        except (ValueError, OSError) as e:
+            raise usage.UsageError(f"TLS: {e}") from None
+        if self["listen-tls"] and self["emulation"].tls_context is None:
+            raise usage.UsageError("--listen-tls needs a certificate: the profile's tls: certificate, or --tls-cert/--tls-key")
 
 
 class ListenerService(StreamServerEndpointService):
@@ -114,24 +141,21 @@ class ListenerService(StreamServerEndpointService):
         address = port.getHost()
         log.info("listening on {host}:{port} ({description}), profile {profile}",
                  host=address.host, port=address.port, description=self.description,
-                 profile=self.factory.server.profile.name)
+                 profile=self.profile)
         return port
 
 
 def makeService(options: Options) -> service.MultiService:
-    """One listener per C{--listen}, sharing the stores and the cross-connection state."""
+    """One listener per C{--listen}/C{--listen-tls}, sharing one L{Emulation}."""
     from twisted.internet import reactor
 
     top = service.MultiService()
-    store = MessageStore(options["maildir"], fsync=options["fsync"])
-    transcripts = TranscriptStore(options["transcripts"])
-    events = EventLog(options["log-format"], sys.stdout)
-    shared: dict = {}
-    for description in options["listen"]:
-        server = Server(options["loaded_profile"], hostname=options["hostname"], shared=shared)
-        factory = EmulatorFactory(server, store=store, transcripts=transcripts, events=events,
-                                  listener=description, reactor=reactor)
+    emulation = options["emulation"]
+    plain = [(d, False) for d in options["listen"]]
+    for description, implicit in plain + [(d, True) for d in options["listen-tls"]]:
+        factory = emulation.factory(description, implicit_tls=implicit, reactor=reactor)
         listener = ListenerService(endpoints.serverFromString(reactor, description), factory)
-        listener.description = description
+        listener.description = description + (" (implicit TLS)" if implicit else "")
+        listener.profile = emulation.profile.name
         listener.setServiceParent(top)
     return top

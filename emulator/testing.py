@@ -140,22 +140,29 @@ class RunningServer:
 
     @ivar host: C{"127.0.0.1"}.
     @ivar port: the port the system gave (the listener binds port 0).
-    @ivar factory: the L{emulator.protocol.EmulatorFactory}, with its stores.
+    @ivar emulation: the L{emulator.emulation.Emulation}, with its stores.
     """
 
-    def __init__(self, factory, port):
-        self.factory = factory
+    def __init__(self, emulation, port):
+        self.emulation = emulation
         self._port = port
         self.host = port.getHost().host
         self.port = port.getHost().port
 
     @property
     def messages(self):
-        return list(self.factory.store.recent)
+        return list(self.emulation.store.recent)
 
     @property
     def transcripts(self):
-        return self.factory.transcripts.all()
+        return self.emulation.transcripts.all()
+
+    @property
+    def ca_path(self):
+        """The test CA's certificate, for clients that verify the server."""
+        from emulator.certs import CertStore
+
+        return CertStore(self.emulation.state_dir).ca_path()
 
     def stop(self) -> None:
         ReactorThread.call(self._port.stopListening)
@@ -167,23 +174,25 @@ def _load(profile, accounts=()) -> profiles.Profile:
     return auth.with_accounts(loaded, accounts)
 
 
-def start_server(profile, *, maildir=None, transcripts=None, hostname=None, tls_context=None,
+def start_server(profile, *, maildir=None, transcripts=None, hostname=None, state_dir=None,
+                 tls_cert=None, tls_key=None, implicit_tls: bool = False,
                  interface: str = "127.0.0.1", accounts=()) -> RunningServer:
-    """Start a server for C{profile} on C{interface}, port 0, in the reactor
-    thread; C{accounts} as for L{Harness}."""
+    """Start a server for C{profile} on C{interface}, port 0, in the reactor thread.
+
+    The profile's C{tls:} section decides about certificates (generated ones
+    are cached in C{state_dir}); C{tls_cert}/C{tls_key} replace them.
+    C{accounts} are added to the profile's, as for L{Harness}."""
+    from emulator.emulation import Emulation
     from emulator.maildir import MessageStore
-    from emulator.protocol import EmulatorFactory
     from emulator.transcript import TranscriptStore
 
-    loaded = _load(profile, accounts)
+    emulation = Emulation(_load(profile, accounts), hostname=hostname, state_dir=state_dir, tls_cert=tls_cert,
+                          tls_key=tls_key, store=MessageStore(maildir), transcripts=TranscriptStore(transcripts))
 
     def listen():
         from twisted.internet import reactor
 
-        server = Server(loaded, hostname=hostname, tls_available=tls_context is not None)
-        factory = EmulatorFactory(server, store=MessageStore(maildir), transcripts=TranscriptStore(transcripts),
-                                  tls_context=tls_context, listener=f"tcp:0:interface={interface}",
-                                  reactor=reactor)
-        return RunningServer(factory, reactor.listenTCP(0, factory, interface=interface))
+        factory = emulation.factory(f"tcp:0:interface={interface}", implicit_tls=implicit_tls, reactor=reactor)
+        return RunningServer(emulation, reactor.listenTCP(0, factory, interface=interface))
 
     return ReactorThread.call(listen)

@@ -233,3 +233,39 @@ def handshake_info(transport: Any) -> dict[str, Any]:
         "bits": connection.get_cipher_bits(),
         "sni": None if sni is None else sni.decode("ascii", "replace"),
     }
+
+
+def default_state_dir() -> Path:
+    """Where generated certificates are cached when no C{--state-dir} is given:
+    C{$XDG_STATE_HOME/legacy-smtp-emulator} (never inside the repository)."""
+    import os
+
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "legacy-smtp-emulator"
+
+
+def context_for(config, *, hostname: str, state_dir: Path, base: Path | None = None,
+                cert: Path | None = None, key: Path | None = None) -> ServerTLS | None:
+    """The server context a profile's C{tls:} section asks for, or None when
+    no certificate is bound (C{certificate: none} and no override).
+
+    @param config: the profile's L{emulator.tlsconfig.TLSConfig}.
+    @param base: folder that relative C{cert_file}/C{key_file} are read from.
+    @param cert: a PEM certificate that replaces the profile's (C{--tls-cert}).
+    @param key: its PEM private key (C{--tls-key}).
+    """
+    from emulator.certs import CertSpec, CertStore
+
+    settings = TLSSettings(config.min_version, config.max_version, config.ciphers)
+    if cert is not None:
+        return server_context_factory(Path(cert), Path(key), settings)
+    if config.certificate == "none":
+        return None
+    if config.certificate == "files":
+        folder = base or Path.cwd()
+        return server_context_factory(folder / config.cert_file, folder / config.key_file, settings)
+    dns, ips = config.split_names(hostname)
+    spec = CertSpec(dns_names=dns, ip_addresses=ips, expired=config.expired, self_signed=config.self_signed,
+                    key_type=config.key_type, key_size=config.key_size)
+    leaf_cert, leaf_key = CertStore(Path(state_dir)).leaf(spec)
+    return server_context_factory(leaf_cert, leaf_key, settings)

@@ -25,6 +25,13 @@ from emulator import commands, replies
 from emulator.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
 from emulator.framing import CRLF_DOT_CRLF, DataReader
 from emulator.session import Envelope, Phase, Session
+from emulator.tlsconfig import TLSConfig
+
+# First bytes of a TLS record carrying a handshake (0x16 0x03) or of an
+# SSL 2.0-compatible ClientHello (high bit set, message type 1), as 1999's
+# Outlook Express sent them (KB Q218430).
+def _looks_like_client_hello(data: bytes) -> bool:
+    return (data[:2] == b"\x16\x03") or (len(data) >= 3 and data[0] & 0x80 and data[2] == 1)
 
 
 @dataclass
@@ -53,6 +60,7 @@ class Server:
         self.hostname = self.hostname or self.profile.hostname
         self.constants = {"hostname": self.hostname, "version": self.profile.version}
         self.hooks = self.profile.hooks
+        self.tls: TLSConfig = self.profile.sections.get("tls") or TLSConfig()
         self.verbs = commands.table(self.profile.commands)
         for section in self.profile.sections.values():
             adapt = getattr(section, "adapt_verbs", None)
@@ -90,6 +98,8 @@ class ServerConnection:
         self._data: DataReader | None = None
         self._line_handler = None
         self._line_limit = 0
+        self._ignoring = False
+        self._hello_checked = False
 
     # -- the host's side -------------------------------------------------
 
@@ -101,22 +111,35 @@ class ServerConnection:
 
     def receive(self, data: bytes) -> list[Action]:
         """Bytes from the peer, in whatever pieces the network gave them."""
-        if self.phase is Phase.CLOSED or self.phase is Phase.TLS_PENDING:
+        if self.phase is Phase.CLOSED or self.phase is Phase.TLS_PENDING or self._ignoring:
             return self._flush()
         self._buffer += data
+        if not self._hello_checked and len(self._buffer) >= 3:
+            # Looked at once, on the first three bytes however they arrived.
+            self._hello_checked = True
+            if not self.session.counts and _looks_like_client_hello(self._buffer):
+                self._client_hello()
+                if self._ignoring:
+                    self._buffer.clear()
+                    return self._flush()
         self._process()
         return self._flush()
 
     def tls_established(self, info: dict | None = None) -> list[Action]:
         """The handshake the core asked for has completed (RFC 3207 section 4.2:
         the server forgets everything it knew, and a new EHLO is needed)."""
-        self.session.tls = True
-        self.session.tls_info = info or {}
-        self.session.helo = None
-        self.session.esmtp = False
-        self.session.auth_user = None
+        session = self.session
+        session.tls = True
+        session.tls_info = info or {}
+        # A cipher weaker than the profile's min_bits does not count as secure.
+        session.tls_secure = session.tls_info.get("bits", 0) >= self.server.tls.min_bits
+        session.helo = None
+        session.esmtp = False
+        session.auth_user = None
         self.envelope = Envelope()
         self.phase = Phase.COMMAND
+        for quirk in self.server.hooks["after_tls"]:
+            quirk.after_tls(self)
         self._process()
         return self._flush()
 
@@ -134,6 +157,11 @@ class ServerConnection:
             self.event("message_aborted", bytes=self._data.size)
         self.phase = Phase.CLOSED
         return self._flush()
+
+    @property
+    def secure(self) -> bool:
+        """The session is inside TLS that the server counts as secure."""
+        return self.session.tls and self.session.tls_secure
 
     # -- the handlers' side ----------------------------------------------
 
@@ -260,6 +288,13 @@ class ServerConnection:
                 self._line_handler(self, line)
             else:
                 self._command(line)
+
+    def _client_hello(self) -> None:
+        """A TLS client on the plaintext port (KB Q218430): record it, and
+        ignore it from now on if the product did not respond to it."""
+        ignore = self.server.tls.client_hello_on_plaintext == "ignore"
+        self.event("tls_client_hello_on_plaintext", action="ignored" if ignore else "processed")
+        self._ignoring = ignore
 
     def _too_long(self) -> None:
         """A line longer than the limit with no end in sight: answer once and

@@ -152,3 +152,32 @@ def test_delay_pauses_reading_and_keeps_order(chunks, monkeypatch):
     reactor.advance(2.0)
     assert transport.value() == b"250 OK\r\n250 OK\r\n"
     assert transport.producerState == "producing"
+
+
+def test_a_handshake_that_never_completes_is_given_up():
+    """A client that says STARTTLS and then never finishes the handshake is cut off after the
+    profile's handshake_timeout, and the transcript says why."""
+    from zope.interface import implementer
+    from twisted.internet.interfaces import ITLSTransport
+
+    @implementer(ITLSTransport)
+    class TLSStringTransport(StringTransport):
+        def startTLS(self, context):
+            self.tls_context = context
+
+        def abortConnection(self):
+            self.aborted = True
+
+    reactor = Reactor()
+    factory = EmulatorFactory(Server(profiles.load("ims55sp4-cert"), tls_available=True), reactor=reactor,
+                              events=EventLog("json", stream=_Sink()), tls_context=object())
+    proto = factory.buildProtocol(None)
+    transport = TLSStringTransport()
+    proto.makeConnection(transport)
+    proto.dataReceived(b"EHLO c\r\nSTARTTLS\r\n")
+    assert transport.tls_context is factory.tls_context
+    reactor.advance(29)
+    assert not getattr(transport, "aborted", False)
+    reactor.advance(2)
+    assert transport.aborted
+    assert proto.transcript.events("tls_failed")[0].fields == {"reason": "handshake timeout"}

@@ -69,10 +69,14 @@ def seeded(tmp_path):
 # -- AUTH LOGIN -------------------------------------------------------------
 
 def test_ehlo_advertises_auth_login_and_xauth():
-    """Post-fix 5.5 lists Q262945's AUTH LOGIN and AUTH=LOGIN, then XAUTH (KB Q195201)."""
-    h = Harness("ims55sp2")
+    """Post-fix 5.5 lists Q262945's AUTH LOGIN and AUTH=LOGIN, then XAUTH (KB Q195201); SP2, which
+    advertises STARTTLS without a certificate (Q237327), lists it after them (legacy-behaviour 6.2)."""
+    h = Harness("ims55sp4")
     h.connect()
     assert h.send(b"EHLO client.example\r\n") == EHLO_55
+    h = Harness("ims55sp2")
+    h.connect()
+    assert h.send(b"EHLO client.example\r\n") == EHLO_55[:-len(b"250 XAUTH\r\n")] + b"250-XAUTH\r\n250 STARTTLS\r\n"
 
 
 def test_login_success():

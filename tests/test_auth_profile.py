@@ -146,8 +146,10 @@ def test_account_errors_never_show_the_password(tmp_path):
     assert "918273645" not in str(info.value)
 
 
-def test_abstract_base_need_not_be_complete(tmp_path):
-    """An abstract base may list mechanisms without the replies: the cross-checks run on concrete profiles."""
+def test_abstract_base_is_cross_checked_too(tmp_path):
+    """The loader cross-checks abstract bases as well: mechanisms without their replies are refused there."""
     path = tmp_path / "base.yaml"
     path.write_text("name: base\nabstract: true\ncommands: [AUTH]\nauth: {mechanisms: [NTLM]}\n")
-    assert profiles.check(path) is None
+    with pytest.raises(ProfileError) as info:
+        profiles.check(path)
+    assert info.value.key == "auth.mechanisms[0]"

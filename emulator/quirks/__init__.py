@@ -24,7 +24,7 @@ from typing import ClassVar
 
 _REGISTRY: dict[str, type["Quirk"]] = {}
 
-HOOKS = ("on_connect", "before_command", "ehlo_keywords", "transform_reply", "on_starttls")
+HOOKS = ("on_connect", "before_command", "ehlo_keywords", "transform_reply", "on_starttls", "after_tls")
 
 
 class Quirk:
@@ -60,6 +60,10 @@ class Quirk:
         """Plaintext that followed STARTTLS in the same read; return what is
         processed after the handshake (by default nothing: RFC 3207 section 6)."""
         return b""
+
+    def after_tls(self, conn) -> None:
+        """The handshake has completed and the session was reset; the quirk
+        may change C{conn.session} (for example C{tls_secure})."""
 
 
 def register(name: str):
@@ -149,4 +153,4 @@ def _describe(hint) -> str:
 
 def _load_builtin() -> None:
     # Importing the modules registers their quirks; done late to avoid cycles.
-    from emulator.quirks import replies  # noqa: F401
+    from emulator.quirks import replies, tls  # noqa: F401

@@ -1,0 +1,67 @@
+"""
+One profile as served: its TLS context, stores and cross-connection state,
+and the protocol factories for its listeners.
+
+C{twistd emulator}, C{emulator.testing.start_server} and the fixtures all
+build their listeners here, so a plaintext listener, a STARTTLS listener and
+an implicit-TLS listener of one emulation share messages, transcripts and the
+per-peer memory of quirks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emulator import profile as profiles
+from emulator.maildir import MessageStore
+from emulator.protocol import EmulatorFactory, EventLog
+from emulator.tls import context_for, default_state_dir
+from emulator.transcript import TranscriptStore
+from emulator.wire import Server
+
+
+@dataclass
+class Emulation:
+    """A loaded profile with everything its listeners share."""
+
+    profile: profiles.Profile
+    hostname: str | None = None
+    state_dir: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    store: MessageStore = field(default_factory=MessageStore)
+    transcripts: TranscriptStore = field(default_factory=TranscriptStore)
+    events: EventLog = field(default_factory=EventLog)
+    shared: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.hostname = self.hostname or self.profile.hostname
+        self.state_dir = Path(self.state_dir) if self.state_dir else default_state_dir()
+        self.tls_context = context_for(self.profile.sections["tls"], hostname=self.hostname,
+                                       state_dir=self.state_dir, base=self.profile.path.parent,
+                                       cert=self.tls_cert, key=self.tls_key)
+        self.factories: list[EmulatorFactory] = []
+
+    def factory(self, listener: str = "", *, implicit_tls: bool = False, reactor=None):
+        """The protocol factory of one listener; with C{implicit_tls}, TLS
+        starts with the connection (SMTPS) and the SMTP factory is wrapped."""
+        if implicit_tls and self.tls_context is None:
+            raise ValueError("implicit TLS needs a certificate (profile tls: certificate, or --tls-cert)")
+        server = Server(self.profile, hostname=self.hostname, shared=self.shared,
+                        tls_available=self.tls_context is not None and not implicit_tls)
+        smtp = EmulatorFactory(server, store=self.store, transcripts=self.transcripts, events=self.events,
+                               tls_context=self.tls_context, implicit_tls=implicit_tls,
+                               listener=listener, reactor=reactor)
+        self.factories.append(smtp)
+        if not implicit_tls:
+            return smtp
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        return TLSMemoryBIOFactory(self.tls_context, False, smtp)
+
+    def reset(self) -> None:
+        """Forget captured messages, transcripts and cross-connection state."""
+        self.shared.clear()
+        self.store.clear()
+        self.transcripts.clear()
