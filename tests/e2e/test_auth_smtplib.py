@@ -8,24 +8,8 @@ import sys
 import pytest
 import spnego
 
-from emulator.testing import start_server
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def serve(tmp_path):
-    """Start servers for the test; stop them afterwards."""
-    running = []
-
-    def start(profile, **kwargs):
-        server = start_server(profile, transcripts=tmp_path / "transcripts", **kwargs)
-        running.append(server)
-        return server
-
-    yield start
-    for server in running:
-        server.stop()
 
 
 def ntlm_login(client: smtplib.SMTP, verb: str, user="EXAMPLE\\tester", password="secret"):
