@@ -38,16 +38,42 @@ class ProfileError(Exception):
 class Limits:
     """Numeric limits, with RFC 5321 section 4.5.3 defaults.
 
-    @ivar command_line: longest command line in bytes, CRLF included (512).
-    @ivar message_size: largest message in bytes; 0 for no limit (IMS's C{SIZE 0}).
-    @ivar recipients: most recipients per message; 0 for no limit (RFC minimum 100).
-    @ivar idle_timeout: seconds of silence before the server gives up (5 minutes).
+    Every limit but the timeouts may be 0 for "no limit".
+
+    @ivar command_line: longest command line in bytes, CRLF included (512,
+        RFC 5321 4.5.3.1.4).
+    @ivar text_line: longest line of message text in bytes, CRLF included
+        (1000, 4.5.3.1.6); a message with a longer line is refused at its end.
+    @ivar message_size: largest message in bytes (0: IMS's C{SIZE 0}).
+    @ivar recipients: most recipients per message (RFC minimum 100, 4.5.3.1.8).
+    @ivar commands: most commands in one session; then C{too_many_commands}
+        and the connection closes.
+    @ivar bad_commands: unknown, over-long or malformed commands before
+        C{too_many_errors} and a close (Postfix's smtpd_hard_error_limit, 20).
+    @ivar connections: most connections at once per listener; one more gets
+        C{too_many_connections} and is closed.
+    @ivar idle_timeout: seconds of silence between commands before the
+        server gives up (5 minutes, 4.5.3.2.7).
+    @ivar data_timeout: seconds of silence while a message is coming (3
+        minutes, the data-block timeout of 4.5.3.2.5).
     """
 
     command_line: int = 512
+    text_line: int = 1000
     message_size: int = 0
     recipients: int = 100
+    commands: int = 10000
+    bad_commands: int = 20
+    connections: int = 1000
     idle_timeout: float = 300.0
+    data_timeout: float = 180.0
+
+    def replies_needed(self) -> set[str]:
+        """Catalogue replies the enabled limits may send."""
+        return {name for name, limit in (("data_line_too_long", self.text_line),
+                                         ("too_many_commands", self.commands),
+                                         ("too_many_errors", self.bad_commands),
+                                         ("too_many_connections", self.connections)) if limit}
 
 
 @dataclass(frozen=True)
@@ -303,8 +329,11 @@ def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
             catalogue[name] = replies.parse(text)
         except replies.ReplyError as e:
             raise ProfileError(path, f"replies.{name}", str(e)) from None
-    needed = commands.replies_needed(verbs) | ({"ehlo"} if "EHLO" in verbs else set())
+    limits = _limits(path, doc.get("limits", {}))
+    needed = commands.replies_needed(verbs) | ({"ehlo"} if "EHLO" in verbs else set()) | limits.replies_needed()
     for name in () if partial else sorted(needed - catalogue.keys()):
+        if name in limits.replies_needed():
+            raise ProfileError(path, f"replies.{name}", "is required by the limits (give it, or set that limit to 0)")
         raise ProfileError(path, f"replies.{name}", "is required by the profile's commands")
     built = []
     for i, entry in enumerate(doc.get("quirks", [])):
@@ -326,7 +355,7 @@ def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
     return Profile(
         name=doc["name"], path=path, product=doc.get("product", ""), version=doc.get("version", ""),
         describes=doc.get("describes", ""), hostname=doc.get("hostname", ""), commands=verbs,
-        ehlo_keywords=keywords, replies=catalogue, limits=_limits(path, doc.get("limits", {})),
+        ehlo_keywords=keywords, replies=catalogue, limits=limits,
         require_helo=doc.get("require_helo", True), quirks=tuple(built),
         sources=tuple(_strings(path, doc, "sources")), notes=doc.get("notes", ""),
         sections=sections, document=doc, hooks=_hooks(built),

@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from emulator.actions import Close, Delay, Deliver, Event, Send, StartTLS
 from emulator.maildir import MessageStore
+from emulator.session import Phase
 from emulator.tls import handshake_info
 from emulator.transcript import Transcript, TranscriptStore
 from emulator.wire import Server, ServerConnection
@@ -63,6 +64,7 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         self._tls = factory.implicit_tls
         self._handshaking = factory.implicit_tls
         self._pending = None
+        self._idle = self._data_timeout = None
 
     # -- Twisted's side ----------------------------------------------------
 
@@ -83,7 +85,16 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
                                      local_port=getattr(self.transport.getHost(), "port", 0))
         factory.events.emit("connection", session=session_id, peer=f"{host}:{port}",
                             profile=factory.server.profile.name)
-        self._idle = factory.server.profile.limits.idle_timeout or None
+        factory.open_connections += 1
+        limits = factory.server.profile.limits
+        if limits.connections and factory.open_connections > limits.connections:
+            self.transcript.event(now, "limit", name="connections", value=limits.connections)
+            self._write(self.conn.rendered("too_many_connections", limit=str(limits.connections)))
+            self.conn.close()
+            self.transport.loseConnection()
+            return
+        self._idle = limits.idle_timeout or None
+        self._data_timeout = limits.data_timeout or None
         self.setTimeout(factory.server.tls.handshake_timeout if self._handshaking else self._idle)
         if self._handshaking:
             self.transcript.event(now, "tls_starting", implicit=True)
@@ -113,6 +124,7 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         self._guard(self.conn.timed_out)
 
     def connectionLost(self, reason) -> None:
+        self.factory.open_connections -= 1
         self.setTimeout(None)
         if self._pending is not None and self._pending[0].active():
             self._pending[0].cancel()
@@ -131,11 +143,16 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         """Run a core step and its actions; a bug stays in this connection."""
         try:
             self._run(step(*args))
+            if not self._handshaking:
+                # RFC 5321 4.5.3.2: the wait for the next data differs by phase.
+                wanted = self._data_timeout if self.conn.phase is Phase.DATA else self._idle
+                if self.timeOut != wanted:
+                    self.setTimeout(wanted)
         except Exception:
             log.failure("internal error in session {session}", session=self.transcript.session_id)
             self.transcript.event(self._now(), "internal_error")
             self.factory.errors.append(sys.exc_info()[1])
-            if self.conn.phase.value != "closed":
+            if self.conn.phase is not Phase.CLOSED:
                 self._write(self.conn.rendered("data_failed"))
                 self.conn.close()
             self.transport.loseConnection()
@@ -220,6 +237,7 @@ class EmulatorFactory(Factory):
         self.listener = listener
         self.reactor = reactor
         self.errors: list[BaseException] = []
+        self.open_connections = 0
 
     def next_session_id(self) -> str:
         return f"{_RUN}-{next(_session_numbers):06d}"

@@ -45,6 +45,7 @@ class Session:
     tls_secure: bool = False  # TLS and strong enough for the profile (tls: min_bits)
     auth_user: str | None = None
     messages: int = 0
+    commands: int = 0
     bad_commands: int = 0
     counts: Counter = field(default_factory=Counter)
     notes: dict = field(default_factory=dict)  # per-connection scratch for quirks

@@ -17,6 +17,7 @@ replies by name, and quirks (L{emulator.quirks}) bend the rest.
 from __future__ import annotations
 
 import os
+import re
 import string
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,6 +27,10 @@ from emulator.actions import Action, Close, Deliver, Event, Message, Send, Start
 from emulator.framing import CRLF_DOT_CRLF, DataReader
 from emulator.session import Envelope, Phase, Session
 from emulator.tlsconfig import TLSConfig
+
+# Replies that count against the bad-command limit.
+_BAD_COMMAND_REPLIES = frozenset({"unknown", "line_too_long"})
+
 
 # First bytes of a TLS record carrying a handshake (0x16 0x03) or of an
 # SSL 2.0-compatible ClientHello (high bit set, message type 1), as 1999's
@@ -61,6 +66,9 @@ class Server:
         self.constants = {"hostname": self.hostname, "version": self.profile.version}
         self.hooks = self.profile.hooks
         self.tls: TLSConfig = self.profile.sections.get("tls") or TLSConfig()
+        text_line = self.profile.limits.text_line
+        # A run of text_line bytes without LF is a line longer than the limit.
+        self.long_line = re.compile(rb"[^\n]{%d}" % text_line) if text_line else None
         self.verbs = commands.table(self.profile.commands)
         for section in self.profile.sections.values():
             adapt = getattr(section, "adapt_verbs", None)
@@ -167,6 +175,8 @@ class ServerConnection:
 
     def reply(self, name: str, **fields) -> None:
         """Send the catalogue reply C{name}, its template filled in."""
+        if name in _BAD_COMMAND_REPLIES or name.startswith("syntax_"):
+            self.session.bad_commands += 1
         static = self.server._static.get(name)
         transforms = self.server.hooks["transform_reply"]
         if static is not None and not transforms:
@@ -288,6 +298,15 @@ class ServerConnection:
                 self._line_handler(self, line)
             else:
                 self._command(line)
+            self._check_errors()
+
+    def _check_errors(self) -> None:
+        """Too many bad commands: say so and close (Postfix's hard error limit)."""
+        limit = self.profile.limits.bad_commands
+        if limit and self.session.bad_commands >= limit and self.phase is not Phase.CLOSED:
+            self.event("limit", name="bad_commands", value=limit)
+            self.reply("too_many_errors", limit=str(limit))
+            self.close()
 
     def _client_hello(self) -> None:
         """A TLS client on the plaintext port (KB Q218430): record it, and
@@ -312,6 +331,7 @@ class ServerConnection:
             handler, self._line_handler = self._line_handler, None
             handler(self, None)
         self.reply("line_too_long")
+        self._check_errors()
 
     def _feed_data(self) -> None:
         data = bytes(self._buffer)
@@ -321,10 +341,15 @@ class ServerConnection:
             return
         self.phase = Phase.COMMAND
         self._buffer += rest
+        long_line = self.server.long_line
         if self._data.overflow:
             self.event("message_rejected", reason="size", bytes=self._data.size)
             self.envelope = Envelope()
             self.reply("message_too_big", limit=str(self.profile.limits.message_size))
+        elif long_line is not None and long_line.search(body):
+            self.event("message_rejected", reason="text_line", bytes=len(body))
+            self.envelope = Envelope()
+            self.reply("data_line_too_long", limit=str(self.profile.limits.text_line))
         else:
             self.deliver(body)
         self._data = None
@@ -332,14 +357,20 @@ class ServerConnection:
     def _command(self, line: bytes) -> None:
         verb_bytes, _, arg = line.partition(b" ")
         verb = verb_bytes.decode("latin-1").upper()
-        counts = self.session.counts
-        counts[verb] += 1
+        session = self.session
+        session.counts[verb] += 1
+        session.commands += 1
+        limit = self.profile.limits.commands
+        if limit and session.commands > limit:
+            self.event("limit", name="commands", value=limit)
+            self.reply("too_many_commands", limit=str(limit))
+            self.close()
+            return
         for quirk in self.server.hooks["before_command"]:
             if quirk.before_command(self, verb, arg):
                 return
         handler = self.server.verbs.get(verb)
         if handler is None:
-            self.session.bad_commands += 1
             self.reply("unknown", verb=verb_bytes.decode("latin-1"))
             return
         handler(self, arg)

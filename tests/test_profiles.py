@@ -55,6 +55,10 @@ GOOD = textwrap.dedent("""\
       quit: "221 bye"
       unknown: "500 what"
       line_too_long: "500 long"
+      data_line_too_long: "500 long text"
+      too_many_commands: "421 enough"
+      too_many_errors: "421 errors"
+      too_many_connections: "421 busy"
 """)
 
 

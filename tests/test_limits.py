@@ -1,0 +1,133 @@
+"""Limits from the profile, with RFC 5321 defaults: what a slow, noisy or greedy client gets."""
+
+from dataclasses import replace
+
+import pytest
+
+from emulator import profile as profiles
+from emulator.testing import Harness
+
+from test_adapter import EventLog, Reactor, _Sink
+
+IMS = profiles.load("ims55sp4")
+
+
+def harness(**limits):
+    h = Harness(replace(IMS, limits=replace(IMS.limits, **limits)))
+    h.connect()
+    return h
+
+
+def test_defaults_follow_rfc_5321():
+    """512-byte command lines, 1000-byte text lines, 5 minutes idle, 3 minutes per data block."""
+    limits = profiles.Limits()
+    assert (limits.command_line, limits.text_line, limits.idle_timeout, limits.data_timeout) == (512, 1000, 300, 180)
+    assert limits.recipients == 100 and limits.bad_commands == 20
+
+
+def test_text_line_over_1000_bytes_refuses_the_message():
+    """A message line of 999 bytes plus CRLF is too long (RFC 5321 4.5.3.1.6); 998 is fine."""
+    h = harness()
+    h.send(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+    assert h.send(b"x" * 998 + b"\r\n.\r\n") == b"250 OK\r\n"
+    h.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+    assert h.send(b"x" * 999 + b"\r\n.\r\n") == b"500 Line too long\r\n"
+    assert len(h.messages) == 1
+    assert h.transcript.events("message_rejected")[0].fields == {"reason": "text_line", "bytes": 1001}
+
+
+def test_text_line_limit_zero_accepts_any_line():
+    """text_line: 0 turns the check off."""
+    h = harness(text_line=0)
+    h.send(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+    assert h.send(b"x" * 5000 + b"\r\n.\r\n") == b"250 OK\r\n"
+
+
+def test_bad_commands_before_disconnect():
+    """After the limit of unknown or malformed commands: 421 and close."""
+    h = harness(bad_commands=3)
+    assert h.send(b"FOO\r\nBAR\r\n") == b"500 Unrecognized command\r\n" * 2
+    assert h.send(b"HELO\r\n") == (b"501 Syntax error in parameters or arguments\r\n"
+                                   b"421 mail.example.test Too many errors, closing connection\r\n")
+    assert h.closed == "close"
+    assert h.send(b"NOOP\r\n") == b""
+
+
+def test_over_long_lines_count_as_bad_commands():
+    """Over-long lines count toward the error limit too."""
+    h = harness(bad_commands=2)
+    h.send(b"x" * 600 + b"\r\n")
+    assert h.send(b"y" * 600 + b"\r\n").endswith(b"Too many errors, closing connection\r\n")
+
+
+def test_commands_per_session():
+    """The command after the limit gets 421 and the connection closes."""
+    h = harness(commands=3)
+    assert h.send(b"NOOP\r\nNOOP\r\nNOOP\r\n") == b"250 OK\r\n" * 3
+    assert h.send(b"NOOP\r\n") == b"421 mail.example.test Too many commands, closing connection\r\n"
+    assert h.closed == "close"
+
+
+@pytest.mark.parametrize("smuggle", [b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n"])
+def test_smtp_smuggling_sequences_do_not_end_data(smuggle):
+    """Only <CRLF>.<CRLF> ends DATA by default: the SMTP smuggling sequences are message content."""
+    h = harness()
+    h.send(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+    out = h.send(b"Subject: 1\r\n\r\nx" + smuggle + b"MAIL FROM:<evil@x>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+    assert out == b""
+    assert h.send(b"\r\n.\r\n") == b"250 OK\r\n"
+    (message,) = h.messages
+    assert b"MAIL FROM:<evil@x>" in message.data
+
+
+def adapter(profile):
+    from twisted.internet.testing import StringTransport
+
+    from emulator.protocol import EmulatorFactory
+    from emulator.wire import Server
+
+    reactor = Reactor()
+    factory = EmulatorFactory(Server(profile), reactor=reactor, events=EventLog("json", stream=_Sink()))
+
+    def connect():
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        return proto, transport
+
+    return reactor, factory, connect
+
+
+def test_connections_over_the_limit_get_421_and_close():
+    """One connection more than the limit is refused with 421; a slot frees when one closes."""
+    reactor, factory, connect = adapter(replace(IMS, limits=replace(IMS.limits, connections=2)))
+    (p1, t1), (p2, t2), (p3, t3) = connect(), connect(), connect()
+    assert t3.value() == b"421 mail.example.test Too many connections, try again later\r\n"
+    assert t3.disconnecting and not t1.disconnecting
+    p3.connectionLost(None)
+    p1.connectionLost(None)
+    p4, t4 = connect()
+    assert t4.value().startswith(b"220 ")
+    assert p3.transcript.events("limit")[0].fields == {"name": "connections", "value": 2}
+
+
+def test_data_phase_has_its_own_timeout():
+    """A client silent in the middle of a message is cut off after data_timeout, not idle_timeout."""
+    reactor, factory, connect = adapter(replace(IMS, limits=replace(IMS.limits, idle_timeout=600, data_timeout=60)))
+    proto, transport = connect()
+    proto.dataReceived(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\npart")
+    reactor.advance(59)
+    assert not transport.disconnecting
+    reactor.advance(2)
+    assert transport.disconnecting
+    assert proto.transcript.events("idle_timeout")
+
+
+def test_half_open_connection_hits_the_idle_timeout():
+    """A client that connects and never speaks is closed after idle_timeout (fake clock)."""
+    reactor, factory, connect = adapter(IMS)
+    proto, transport = connect()
+    reactor.advance(IMS.limits.idle_timeout - 1)
+    assert not transport.disconnecting
+    reactor.advance(2)
+    assert transport.disconnecting
