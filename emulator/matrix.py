@@ -11,10 +11,12 @@ not, its last reply) and the server's transcript, next to the expected
 historical outcome from C{emulator/matrix.yaml}.  The table is written as
 Markdown and HTML.
 
-Rows come from L{targets}: every server persona by default.  Compositions
-(a middlebox in front of a persona) plug in through L{TARGET_SOURCES}: a
-function of the requested names that yields L{Target}s with their own
-C{start}.
+Rows come from L{targets}: every server persona by default, which includes
+the shipped compositions (profiles with a C{middlebox:} section, such as
+C{ims55sp4-pix}); a name C{MIDDLEBOX+PROFILE} asks for any middlebox type in
+front of any persona.  Other kinds of row plug in through L{TARGET_SOURCES}:
+a function of the requested names that yields L{Target}s, with their own
+C{start} if they need one.
 """
 
 from __future__ import annotations
@@ -61,17 +63,21 @@ class Expectation:
 class Target:
     """One row of the matrix.
 
-    @ivar id: the row's name (a profile name, or a composition such as C{pix+ims55sp4}).
+    @ivar id: the row's name (a profile name, or a composition such as
+        C{pix-mailguard+ims55sp3}).
     @ivar profile: the server profile behind it.
     @ivar implicit_tls: the listener starts with TLS (SMTPS).
+    @ivar middlebox: a middlebox type to put in front of the profile.
     @ivar start: C{start(target, state_dir)} returns a running server with
         C{host}, C{port}, C{messages}, C{transcripts}, C{emulation} and
-        C{stop()} (L{emulator.testing.RunningServer}); None for the plain persona.
+        C{stop()} (L{emulator.testing.RunningServer}); None for
+        L{emulator.testing.start_server}.
     """
 
     id: str
     profile: str
     implicit_tls: bool = False
+    middlebox: str | None = None
     start: Callable[["Target", Path], object] | None = None
 
 
@@ -110,9 +116,21 @@ def server_targets(names: Sequence[str] | None) -> Iterable[Target]:
         yield Target(name, name, implicit_tls=loaded.sections["tls"].implicit)
 
 
-#: Functions C{source(names) -> Targets}, in table order.  The middlebox
-#: feature appends one that yields compositions (ids with C{+}).
-TARGET_SOURCES: list[Callable[[Sequence[str] | None], Iterable[Target]]] = [server_targets]
+def composition_targets(names: Sequence[str] | None) -> Iterable[Target]:
+    """Rows asked for as C{MIDDLEBOX+PROFILE}: a middlebox type (see
+    L{emulator.middlebox}) in front of a server persona."""
+    from emulator import middlebox
+
+    known = profiles.names()
+    for name in names or ():
+        box, plus, profile = name.partition("+")
+        if plus and box in middlebox.types_() and profile in known:
+            yield Target(name, profile, profiles.load(profile).sections["tls"].implicit, middlebox=box)
+
+
+#: Functions C{source(names) -> Targets}, in table order; C{names} is None
+#: for "everything this source offers by default".
+TARGET_SOURCES: list[Callable[[Sequence[str] | None], Iterable[Target]]] = [server_targets, composition_targets]
 
 
 def targets(names: Sequence[str] | None = None) -> list[Target]:
@@ -124,8 +142,8 @@ def targets(names: Sequence[str] | None = None) -> list[Target]:
     if names is not None:
         missing = [n for n in names if n not in {t.id for t in found}]
         if missing:
-            raise profiles.ProfileError(missing[0], "(name)", "no server persona or composition of that name; "
-                                        f"known: {', '.join(profiles.names())}")
+            raise profiles.ProfileError(missing[0], "(name)", "no server persona or composition of that name "
+                                        f"(MIDDLEBOX+PROFILE); known personas: {', '.join(profiles.names())}")
     return found
 
 
@@ -188,11 +206,16 @@ def _start(target: Target, state_dir: Path):
 
     if target.start is not None:
         return target.start(target, state_dir)
-    return start_server(target.profile, state_dir=state_dir, implicit_tls=target.implicit_tls)
+    return start_server(target.profile, state_dir=state_dir, implicit_tls=target.implicit_tls,
+                        middlebox=target.middlebox)
 
 
 def _run_row(row: Row, state_dir: Path, cafile: Path, out: Path, timeout: float) -> None:
-    server = _start(row.target, state_dir)
+    try:
+        server = _start(row.target, state_dir)
+    except (ValueError, OSError) as e:  # e.g. a middlebox in front of an SMTPS listener
+        row.note = f"server did not start: {e}"
+        return
     try:
         values = {"host": server.host, "port": str(server.port), "cafile": str(cafile),
                   "mode": "smtps" if row.target.implicit_tls else "smtp", "hostname": server.emulation.hostname}
@@ -244,7 +267,9 @@ def settle(server) -> None:
 
 
 def _last_reply(sessions) -> str | None:
-    for transcript in reversed(sessions):
+    """The last reply the client got: from the middlebox's session when there is one."""
+    in_front = [t for t in sessions if t.middlebox]
+    for transcript in reversed(in_front or sessions):
         data = transcript.server_bytes()
         if data:
             return data.decode("latin-1").rstrip("\r\n").splitlines()[-1]

@@ -153,6 +153,22 @@ def test_compositions_plug_in_as_target_sources(tmp_path, state_dir, monkeypatch
     assert "| relay+ims55sp4 |  | (no expectation recorded) | 0 | yes |" in (tmp_path / "matrix.md").read_text()
 
 
+def test_middlebox_compositions_are_rows(tmp_path, state_dir):
+    """A shipped composition (a profile with a middlebox) and a MIDDLEBOX+PROFILE name are rows; the last
+    reply is what the client got through the middlebox, and both legs are in the transcript."""
+    rows = matrix.run(SMTPLIB_CLIENT, ["ims55sp2-starttls-firewall", "pix-mailguard+ims55sp3", "pix-mailguard+netscape-ms"],
+                      out=tmp_path, state_dir=state_dir, progress=None)
+    firewall, pix, impossible = rows
+    assert (firewall.expectation.kb, firewall.delivered, firewall.last_reply) == (
+        "Q237327", False, "500 Unrecognized command")  # the server's answer to the TLS ClientHello
+    # the example calls ehlo() itself and so never falls back to HELO when the PIX X's out EHLO
+    assert (pix.target.profile, pix.target.middlebox, pix.delivered) == ("ims55sp3", "pix-mailguard", False)
+    text = pix.transcript.read_text()
+    assert "=== command_masked verb=EHLO\n=> XXXX [127.0.0.1]\n" in text and "<- 220 ****" in text
+    assert impossible.note.startswith("server did not start: a middlebox inspects plaintext SMTP")
+    assert "| pix-mailguard+ims55sp3 |  | (no expectation recorded) | 1 | no |" in (tmp_path / "matrix.md").read_text()
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_through_the_matrix(tmp_path, state_dir):
     """The README's command-line example: curl's SMTP client, checking the FQDN via --resolve and
