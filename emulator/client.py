@@ -44,7 +44,8 @@ class Handshake:
     """Begin the client side of a TLS handshake on the connection; tell the
     client the outcome with C{tls_established} or C{tls_failed}.
 
-    @ivar server_name: the name to send as SNI, or None for no SNI."""
+    @ivar server_name: the name to send as SNI, or None for no SNI.
+    @ivar implicit: TLS from the first byte (no STARTTLS before it)."""
 
     server_name: str | None = None
     implicit: bool = False
@@ -303,9 +304,10 @@ class ClientConnection:
             self.closed = True
         return self._flush()
 
-    def refused(self, reason: str) -> None:
-        """The connection could not be made (the host never got to L{connect})."""
-        self._fail("refused", reason)
+    def refused(self, reason: str, failure: str = "refused") -> None:
+        """The connection could not be made (the host never got to L{connect}):
+        C{refused}, or C{unreachable} for any other reason."""
+        self._fail(failure, reason)
         self.closed = True
 
     # -- helpers -----------------------------------------------------------

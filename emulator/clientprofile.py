@@ -46,6 +46,7 @@ from emulator.profile import ProfileError
 #: a profile's C{reports:} gives the product's own words for some of them.
 FAILURES = {
     "refused": "the connection was refused (nothing listens there)",
+    "unreachable": "no connection could be made otherwise (name lookup, no route)",
     "tls_failed": "the TLS handshake or the certificate check failed",
     "starttls_refused": "STARTTLS was answered with an error",
     "no_auth": "the server offers none of the persona's authentication methods",

@@ -171,7 +171,8 @@ def send(persona: str | ClientProfile, host: str, port: int | None = None, *, se
         if isinstance(e, TimeoutError):
             client.timed_out()
         else:
-            client.refused(f"cannot connect to {host}:{port}: {e.strerror or e}")
+            client.refused(f"cannot connect to {host}:{port}: {e.strerror or e}",
+                           "refused" if isinstance(e, ConnectionRefusedError) else "unreachable")
         return Result(persona.name, f"{host}:{port}", client.outcome, transcript)
     with sock:
         client = ClientConnection(persona, letter, dialled=sock.getpeername()[0], server_name=server_name,
@@ -195,7 +196,7 @@ def converse(persona: str | ClientProfile, harness, *, sender: str = DEFAULT_SEN
     letter = Letter(sender, recipients, default_message(persona, sender, recipients) if message is None else message)
     client = ClientConnection(persona, letter, dialled=dialled, server_name=server_name,
                               credentials=credentials, helo_name=helo_name)
-    transcript = Transcript("converse", persona.name, f"{dialled}:{persona.port}")
+    transcript = Transcript("converse", persona.name, f"{dialled}:{persona.port}", time.monotonic())
     _drive(client, _HarnessLink(harness, certificate), transcript)
     return Result(persona.name, f"{dialled}:{persona.port}", client.outcome, transcript)
 

@@ -15,9 +15,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 import local_servers
 from emulator.certs import CertSpec, CertStore
+from emulator import profile as profiles
 from emulator.clientprofile import Credentials
 from emulator.sender import converse
 from emulator.testing import Harness
+from emulator.wire import Server
 
 TESTER = Credentials("tester", "EXAMPLE", "secret")
 NDR = "MSEXCH:IMS:POF:FDRC:NTS2 3502 (000B0981) 502 Server does not support AUTH."
@@ -158,6 +160,23 @@ def test_ims55sp2_sender_uses_starttls_and_says_ehlo_again(store):
     assert "-> STARTTLS\n<- 220 Ready to start TLS\n=== tls_starting\n=== tls_established" in human
     assert "~> EHLO ims55.example.org" in human and "~> MAIL FROM:<sender@example.org> SIZE=" in human
     assert result.delivered and harness.messages[0].tls is True
+
+
+def test_ims55_sender_against_iis4_128bit_first_message_fails_second_goes_through(store):
+    """Q279214, the KB's own pairing: the 5.5 sender's STARTTLS gets 220 SMTP server ready, its MAIL FROM
+    505, it QUITs; a second message from the same host is delivered; with the fix the first one is."""
+    certificate = der(store, "iis4.example.test")
+    server = Server(profiles.load("iis4-smtp-128bit"), tls_available=True)
+    first, second = (converse("ims55sp2-sender", Harness(None, server=server), certificate=certificate,
+                              server_name="iis4.example.test") for _ in range(2))
+    human = first.transcript.human()
+    assert "-> STARTTLS\n<- 220 SMTP server ready\n" in human
+    assert "<~ 505 Must issue a STARTTLS command first\n~> QUIT\n" in human
+    assert not first.delivered and first.outcome.failure == "rejected"
+    assert second.delivered
+    fixed = Server(profiles.load("iis4-smtp-128bit-fixed"), tls_available=True)
+    assert converse("ims55sp2-sender", Harness(None, server=fixed), certificate=certificate,
+                    server_name="iis4.example.test").delivered
 
 
 # -- KB Q273948: Windows 2000 IMS checks the certificate against the dialled IP

@@ -86,6 +86,19 @@ def test_outlook98_is_refused_where_nothing_listens(closed_port):
     assert "=== connect_failed reason=ConnectionRefusedError" in result.transcript.human()
 
 
+def test_only_a_refused_connection_gets_the_refused_report(monkeypatch):
+    """Another connect error (here: no route) is 'unreachable', without Q218430's 10061 text."""
+    import errno
+
+    def no_route(address, timeout=None):
+        raise OSError(errno.EHOSTUNREACH, "No route to host")
+
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    result = send("outlook98", "127.0.0.1", 465, timeout=5)
+    assert result.outcome.failure == "unreachable" and result.outcome.report == ""
+    assert "No route to host" in result.outcome.error
+
+
 def test_outlook98_speaking_ssl_to_the_plaintext_port_fails(serve):
     """Q218430: pointed at the IMS's plaintext port, the SSL client reads the banner as TLS and fails;
     the IMS ignores the ClientHello."""
