@@ -7,6 +7,10 @@ The C{emulator} command.
     emulator transcript FILE     a JSON-lines transcript in the human arrow form
     emulator ca export PATH      write the test CA certificate for clients to trust
     emulator serve [OPTIONS]     run the server in the foreground (twistd -n emulator)
+    emulator personas            list the sender personas (client profiles)
+    emulator send --persona NAME --to ENDPOINT
+                                 send one message as a legacy client; exit 0 delivered, 1 not, 2 usage
+    emulator matrix --client CMD run a client command against every server persona; Markdown and HTML table
 """
 
 from __future__ import annotations
@@ -21,9 +25,20 @@ from emulator import profile as profiles
 
 
 def cmd_profiles(args) -> int:
+    return _list(profiles)
+
+
+def cmd_personas(args) -> int:
+    from emulator import clientprofile
+
+    return _list(clientprofile)
+
+
+def _list(loader) -> int:
+    """One row per profile of a loader module (profile or clientprofile)."""
     rows = []
-    for name in profiles.names():
-        p = profiles.load(name)
+    for name in loader.names():
+        p = loader.load(name)
         rows.append((p.name, p.product, p.version, p.describes))
     widths = [max(len(r[i]) for r in rows + [("NAME", "PRODUCT", "VERSION", "")]) for i in range(3)]
     print(f"{'NAME':<{widths[0]}}  {'PRODUCT':<{widths[1]}}  {'VERSION':<{widths[2]}}  DESCRIPTION")
@@ -33,7 +48,10 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_show(args) -> int:
-    document = profiles.resolved_document(args.profile)
+    from emulator import clientprofile
+
+    client = clientprofile.is_client(profiles.resolve(args.profile))
+    document = (clientprofile if client else profiles).resolved_document(args.profile)
     document.pop("extends", None)
     yaml.dump(document, sys.stdout, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
     return 0
@@ -47,10 +65,13 @@ _Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:
 
 
 def cmd_check(args) -> int:
+    from emulator import clientprofile
+
     status = 0
     for path in args.paths:
         try:
-            checked = profiles.check(Path(path))
+            client = clientprofile.is_client(profiles.resolve(Path(path)))
+            checked = (clientprofile if client else profiles).check(Path(path))
             print(f"{path}: ok{' (abstract)' if checked is None else ''}")
         except profiles.ProfileError as e:
             print(e)
@@ -74,6 +95,56 @@ def cmd_ca_export(args) -> int:
 
     store = CertStore(Path(args.state_dir) if args.state_dir else default_state_dir())
     print(store.export_ca(Path(args.dest)))
+    return 0
+
+
+def cmd_send(args) -> int:
+    from emulator import clientprofile, sender
+
+    try:
+        persona = clientprofile.load(args.persona)
+        host, port = sender.parse_endpoint(args.to, persona.port)
+        message = Path(args.message).read_bytes() if args.message else None
+        if args.cafile and not Path(args.cafile).is_file():
+            raise ValueError(f"--cafile {args.cafile}: no such file")
+        if (args.user is None) != (args.password is None):
+            raise ValueError("--user and --password go together")
+        if args.timeout <= 0:
+            raise ValueError("--timeout must be more than 0 seconds")
+    except (profiles.ProfileError, ValueError, OSError) as e:
+        print(f"emulator send: {e}", file=sys.stderr)
+        return 2
+    credentials = None
+    if args.user is not None:
+        domain, _, user = args.user.rpartition("\\")
+        credentials = clientprofile.Credentials(user, args.domain if args.domain is not None else domain,
+                                                args.password)
+    result = sender.send(persona, host, port, sender=args.sender, recipients=args.rcpt or [sender.DEFAULT_RECIPIENT],
+                         message=message, server_name=args.server_name, cafile=args.cafile,
+                         credentials=credentials, helo_name=args.helo, timeout=args.timeout)
+    sys.stdout.write(result.human())
+    return result.status
+
+
+def cmd_matrix(args) -> int:
+    from emulator import matrix
+
+    names = [name for item in args.profiles or () for name in item.split(",") if name] or None
+    try:
+        if args.timeout <= 0:
+            raise ValueError("--timeout must be more than 0 seconds")
+        rows = matrix.run(args.client, names, out=Path(args.out), timeout=args.timeout, state_dir=args.state_dir,
+                          progress=sys.stderr)
+    except (profiles.ProfileError, ValueError) as e:
+        print(f"emulator matrix: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(matrix.markdown(rows))
+    print(f"emulator matrix: wrote {Path(args.out) / 'matrix.md'} and {Path(args.out) / 'matrix.html'}",
+          file=sys.stderr)
+    missing = [row.note for row in rows if row.note.startswith("client not")]
+    if missing:
+        print(f"emulator matrix: {missing[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -104,6 +175,36 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("dest", metavar="PATH", help="file, or folder to write ca.pem into")
     export.add_argument("--state-dir", help="the emulator's state folder (default: $XDG_STATE_HOME/legacy-smtp-emulator)")
     export.set_defaults(func=cmd_ca_export)
+    sub.add_parser("personas", help="list the sender personas (client profiles)").set_defaults(func=cmd_personas)
+    send = sub.add_parser("send", help="send one message as a legacy client persona (exit 0 delivered, 1 not)")
+    send.add_argument("--persona", required=True, metavar="NAME|PATH", help="a name from `emulator personas`")
+    send.add_argument("--to", required=True, metavar="ENDPOINT",
+                      help="tcp:HOST:PORT, HOST:PORT, or HOST (the persona's port)")
+    send.add_argument("--from", dest="sender", default="sender@example.org", metavar="ADDRESS",
+                      help="envelope sender (default sender@example.org)")
+    send.add_argument("--rcpt", action="append", metavar="ADDRESS",
+                      help="envelope recipient, repeatable (default recipient@example.test)")
+    send.add_argument("--message", metavar="FILE", help="the message to send (default: a short one naming the persona)")
+    send.add_argument("--server-name", metavar="FQDN",
+                      help="the server's host name for certificate checks (default: the endpoint's host if a name)")
+    send.add_argument("--cafile", metavar="PEM", help="CA certificates to trust (`emulator ca export`)")
+    send.add_argument("--user", metavar="[DOMAIN\\]USER", help="NT account to authenticate with (replaces the persona's)")
+    send.add_argument("--password", help="the account's password")
+    send.add_argument("--domain", help="NT domain (instead of DOMAIN\\ in --user)")
+    send.add_argument("--helo", metavar="NAME", help="the name to give in EHLO/HELO (default: the persona's)")
+    send.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                      help="limit for each network wait (default 30)")
+    send.set_defaults(func=cmd_send)
+    matrix = sub.add_parser("matrix", help="run a client command against every server persona; write a table")
+    matrix.add_argument("--client", required=True, metavar="COMMAND",
+                        help="the client command, with {host} {port} {cafile} {mode} {hostname} placeholders")
+    matrix.add_argument("--profiles", nargs="+", metavar="NAME", help="server personas (default: all)")
+    matrix.add_argument("--out", default="emulator-matrix", metavar="DIR",
+                        help="folder for matrix.md, matrix.html and transcripts/ (default emulator-matrix)")
+    matrix.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="time each client run may take (default 30)")
+    matrix.add_argument("--state-dir", help="the emulator's state folder (test CA and certificates)")
+    matrix.set_defaults(func=cmd_matrix)
     serve = sub.add_parser("serve", help="run the server in the foreground (see `twistd emulator --help`)",
                            add_help=False)
     serve.add_argument("options", nargs=argparse.REMAINDER)

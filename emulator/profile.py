@@ -149,6 +149,7 @@ _SCHEMA = {
     "limits": (dict, "a mapping"),
     "require_helo": (bool, "true or false"),
     "quirks": (list, "a list of {type, attributes}"),
+    "role": (str, "server (the default; role: client marks a sender persona, emulator.clientprofile)"),
 }
 _REQUIRED = ("product", "version", "describes", "hostname", "commands", "replies")
 
@@ -179,13 +180,16 @@ def resolve(name_or_path: str | Path) -> Path:
     raise ProfileError(text, "(name)", f"no profile of that name; known: {', '.join(names())}")
 
 
-def names(include_abstract: bool = False) -> list[str]:
-    """Names of the profiles on the search path."""
+def names(include_abstract: bool = False, role: str = "server") -> list[str]:
+    """Names of the profiles on the search path: server profiles, or with
+    C{role="client"} the sender personas (L{emulator.clientprofile})."""
     found = {}
     for folder in search_path():
         for path in sorted(folder.glob("*.yaml")):
             found.setdefault(path.stem, path)
-    return sorted(n for n, p in found.items() if include_abstract or not _read(p).get("abstract"))
+    documents = {n: read_document(p) for n, p in found.items()}
+    return sorted(n for n, d in documents.items()
+                  if d.get("role", "server") == role and (include_abstract or not d.get("abstract")))
 
 
 def load(name_or_path: str | Path) -> Profile:
@@ -216,11 +220,11 @@ def resolved_document(name_or_path: str | Path) -> dict:
     return document
 
 
-def _resolve(path: Path, seen: tuple[Path, ...]) -> dict:
+def _resolve(path: Path, seen: tuple[Path, ...], read: Callable[[Path], dict] | None = None) -> dict:
     if path.resolve() in seen:
         chain = " -> ".join(p.stem for p in seen + (path,))
         raise ProfileError(path, "extends", f"inheritance loop: {chain}")
-    document = _read(path)
+    document = (read or _read)(path)
     parent_name = document.get("extends")
     if parent_name is None:
         return document
@@ -229,7 +233,7 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> dict:
         parent_path = sibling if sibling.is_file() else resolve(parent_name)
     except ProfileError:
         raise ProfileError(path, "extends", f"no profile named {parent_name!r}") from None
-    parent = _resolve(parent_path, seen + (path.resolve(),))
+    parent = _resolve(parent_path, seen + (path.resolve(),), read)
     parent.pop("abstract", None)
     return _merge(parent, document)
 
@@ -244,8 +248,9 @@ def _merge(base: dict, over: dict) -> dict:
     return merged
 
 
-def _read(path: Path) -> dict:
-    """Parse one file with the safe loader and check its shape."""
+def read_document(path: Path) -> dict:
+    """Parse one profile file of any role with the safe loader: a mapping,
+    no duplicate keys, quoted reply texts.  The role's loader checks the rest."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -268,6 +273,15 @@ def _read(path: Path) -> dict:
             loader.dispose()
     if not isinstance(document, dict):
         raise ProfileError(path, "(file)", "must be a mapping of keys to values")
+    return document
+
+
+def _read(path: Path) -> dict:
+    """Parse one file with the safe loader and check its shape."""
+    document = read_document(path)
+    if document.get("role", "server") != "server":
+        raise ProfileError(path, "role", f"a {document['role']} profile, not a server profile "
+                                         "(sender personas: `emulator personas`)")
     _load_sections()
     for key, value in document.items():
         if key in SECTIONS:

@@ -27,6 +27,7 @@ def test_wheel_contents(wheel):
     assert "twisted/plugins/emulator_plugin.py" in names
     assert "emulator/profiles/ims55sp4.yaml" in names and "emulator/profiles/exchange55.yaml" in names
     assert "emulator/wire.py" in names
+    assert "emulator/matrix.yaml" in names and "emulator/profiles/outlook98.yaml" in names
     assert "twisted/__init__.py" not in names and "twisted/plugins/__init__.py" not in names
     assert not any(n.endswith("dropin.cache") for n in names)
 
