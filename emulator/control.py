@@ -207,9 +207,11 @@ class Control:
 
     # -- listeners ---------------------------------------------------------
 
-    def listener(self, endpoint: str, *, implicit_tls: bool = False) -> Listener:
-        """A new listener serving the base emulation (bind it, then call its C{bound})."""
-        listener = Listener(endpoint, self.base, implicit_tls=implicit_tls, reactor=self.reactor)
+    def listener(self, endpoint: str, *, implicit_tls: bool = False, profile: str | None = None) -> Listener:
+        """A new listener serving C{profile} (default: the first emulation's);
+        bind it, then call its C{bound}."""
+        emulation = self.emulation(profile) if profile else self.base
+        listener = Listener(endpoint, emulation, implicit_tls=implicit_tls, reactor=self.reactor)
         self.listeners.append(listener)
         return listener
 
