@@ -117,11 +117,14 @@ class ReactorThread:
         A reactor that something else already runs in another thread is
         used as it is; calling from the reactor's own thread (pytest-twisted
         runs it in the test's thread) is an error, where waiting would hang."""
+        import threading
+
         from twisted.internet import reactor
         from twisted.internet.threads import blockingCallFromThread
         from twisted.python.threadable import isInIOThread
 
-        if isInIOThread():
+        ours = cls._thread
+        if threading.current_thread() is ours or (ours is None and reactor.running and isInIOThread()):
             raise RuntimeError("the Twisted reactor runs in this thread (pytest-twisted?); the emulator's "
                                "helpers run it in a thread of their own and cannot wait for it here")
         cls._ensure_running()

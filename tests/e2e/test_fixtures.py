@@ -223,3 +223,11 @@ def test_pool_outside_pytest(tmp_path):
     pool.close()
     with pytest.raises(OSError):
         socket.create_connection(address, timeout=5).close()
+
+
+def test_calling_from_the_reactor_thread_is_an_error_not_a_hang():
+    """ReactorThread.call from the reactor's own thread (as under pytest-twisted) raises instead of deadlocking."""
+    from emulator.testing import ReactorThread
+
+    with pytest.raises(RuntimeError, match="the Twisted reactor runs in this thread"):
+        ReactorThread.call(lambda: ReactorThread.call(lambda: None))
