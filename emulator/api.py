@@ -45,8 +45,11 @@ class APIError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _not_found(what: str, name: str) -> APIError:
-    return APIError(404, "not_found", f"no {what} {name!r}")
+def _found(thing, what: str, name: str):
+    """C{thing}, or a 404 saying no C{what} is called C{name}."""
+    if thing is None:
+        raise APIError(404, "not_found", f"no {what} {name!r}")
+    return thing
 
 
 class Text:
@@ -94,23 +97,16 @@ def list_profiles(control: Control, request):
     return _profile_cache[key]
 
 
-def _listener(control: Control, id: str):
-    listener = control.find(id)
-    if listener is None:
-        raise _not_found("listener", id)
-    return listener
-
-
 def list_listeners(control: Control, request):
     return [{"id": id, **listener.describe()} for id, listener in control.named().items()]
 
 
 def get_listener(control: Control, request, id: str):
-    return {"id": id, **_listener(control, id).describe()}
+    return {"id": id, **_found(control.find(id), "listener", id).describe()}
 
 
 def switch_profile(control: Control, request, id: str):
-    listener = _listener(control, id)
+    listener = _found(control.find(id), "listener", id)
     body = _json_body(request)
     name = body.get("profile") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name:
@@ -125,9 +121,9 @@ def switch_profile(control: Control, request, id: str):
     return {"id": id, **listener.describe()}
 
 
-def _session_rows(transcript) -> tuple[dict, list[dict]]:
-    rows = [json.loads(line) for line in transcript.to_jsonl().splitlines()]
-    return rows[0], rows[1:]
+def _records(transcript) -> list[dict]:
+    """The transcript's records as its C{.jsonl} file has them (after the header)."""
+    return [json.loads(line) for line in transcript.to_jsonl().splitlines()[1:]]
 
 
 def _summary(control: Control, transcript) -> dict:
@@ -141,40 +137,26 @@ def list_sessions(control: Control, request):
     return [_summary(control, t) for t in control.sessions()]
 
 
-def _session(control: Control, id: str):
-    transcript = control.session(id)
-    if transcript is None:
-        raise _not_found("session", id)
-    return transcript
-
-
 def get_session(control: Control, request, id: str):
-    transcript = _session(control, id)
-    _, records = _session_rows(transcript)
-    return {**_summary(control, transcript), "transcript": records}
+    transcript = _found(control.session(id), "session", id)
+    return {**_summary(control, transcript), "transcript": _records(transcript)}
 
 
 def get_transcript(control: Control, request, id: str):
-    return Text(headed(_session(control, id)).encode("utf-8"), "text/plain; charset=utf-8")
+    transcript = _found(control.session(id), "session", id)
+    return Text(headed(transcript).encode("utf-8"), "text/plain; charset=utf-8")
 
 
 def list_messages(control: Control, request):
     return [captured.envelope() for captured in control.messages()]
 
 
-def _message(control: Control, name: str):
-    captured = control.message(name)
-    if captured is None:
-        raise _not_found("message", name)
-    return captured
-
-
 def get_message(control: Control, request, name: str):
-    return _message(control, name).envelope()
+    return _found(control.message(name), "message", name).envelope()
 
 
 def get_raw(control: Control, request, name: str):
-    return Text(_message(control, name).message.data, "message/rfc822")
+    return Text(_found(control.message(name), "message", name).message.data, "message/rfc822")
 
 
 def do_reset(control: Control, request):
