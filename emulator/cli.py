@@ -63,7 +63,8 @@ def cmd_transcript(args) -> int:
     from emulator.transcript import Transcript
 
     transcript = Transcript.from_jsonl(Path(args.file).read_text(encoding="ascii"))
-    print(f"=== session {transcript.session_id} profile {transcript.profile} peer {transcript.peer}")
+    print(f"=== session {transcript.session_id} profile {transcript.profile} peer {transcript.peer}"
+          + (f" middlebox {transcript.middlebox} upstream {transcript.upstream}" if transcript.middlebox else ""))
     sys.stdout.write(transcript.human())
     return 0
 

@@ -104,7 +104,8 @@ class Listener(Factory):
     def describe(self) -> dict:
         host, port = self.address or (None, None)
         return {"endpoint": self.endpoint, "host": host, "port": port,
-                "profile": self.emulation.profile.name, "implicit_tls": self.implicit_tls,
+                "profile": self.emulation.profile.name, "serves": self.emulation.served,
+                "implicit_tls": self.implicit_tls,
                 "open_connections": len(self.live())}
 
 
@@ -135,14 +136,21 @@ def headed(transcript) -> str:
     return head + transcript.human()
 
 
-def take_errors(emulations) -> list[BaseException]:
-    """The server-side exceptions the emulations' connections raised since
-    the last call, oldest first; they are forgotten."""
+def _error_lists(emulations, listeners) -> list[list]:
+    """The C{errors} lists of the emulations' SMTP factories and of the
+    listeners' targets (a middlebox in front has its own)."""
+    factories = [f for e in emulations for f in e.factories]
+    factories += [t for l in listeners for t in l._targets.values() if hasattr(t, "errors")]
+    return list({id(f.errors): f.errors for f in factories}.values())
+
+
+def take_errors(emulations, listeners=()) -> list[BaseException]:
+    """The server-side exceptions the emulations' (and listeners')
+    connections raised since the last call; they are forgotten."""
     errors = []
-    for emulation in emulations:
-        for factory in emulation.factories:
-            errors.extend(factory.errors)
-            factory.errors.clear()
+    for found in _error_lists(emulations, listeners):
+        errors.extend(found)
+        found.clear()
     return errors
 
 
@@ -154,7 +162,7 @@ def reset(emulations, listeners) -> defer.Deferred:
     def forget(_):
         for emulation in emulations:
             emulation.reset()
-        take_errors(emulations)
+        take_errors(emulations, listeners)
 
     return closing.addCallback(forget)
 
@@ -192,13 +200,14 @@ class Control:
     stay one stream; each profile keeps its own cross-connection state.
     """
 
-    def __init__(self, emulation: Emulation, *, hostname: str | None = None, reactor=None,
-                 faults: Faults | None = None):
+    def __init__(self, emulation: Emulation, *, hostname: str | None = None, middlebox=None,
+                 upstream: str | None = None, reactor=None, faults: Faults | None = None):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.base = emulation
         self.hostname = hostname
+        self.middlebox, self.upstream = middlebox, upstream  # as given (--middlebox, --upstream)
         self.emulations: dict[str, Emulation] = {emulation.profile.name: emulation}
         self.listeners: list[Listener] = []
         self.faults = faults or Faults()
@@ -244,7 +253,8 @@ class Control:
         try:
             emulation = Emulation(profiles.load(profile_name), hostname=self.hostname, state_dir=base.state_dir,
                                   tls_cert=base.tls_cert, tls_key=base.tls_key, store=base.store,
-                                  transcripts=base.transcripts, events=base.events)
+                                  transcripts=base.transcripts, events=base.events,
+                                  middlebox=self.middlebox, upstream=self.upstream)
         except OSError as e:
             raise ValueError(f"TLS: {e}") from None
         for _, quirk in self.fault_specs:
@@ -271,7 +281,7 @@ class Control:
 
     def errors(self) -> int:
         """How many server-side errors are on record (not forgotten)."""
-        return sum(len(f.errors) for e in self.emulations.values() for f in e.factories)
+        return sum(len(found) for found in _error_lists(self.emulations.values(), self.listeners))
 
     # -- faults ------------------------------------------------------------
 

@@ -68,20 +68,21 @@ class ServerPool:
 
     # -- starting ----------------------------------------------------------
 
-    def start(self, profile: str | profiles.Profile = DEFAULT_PROFILE, *, tls: bool = False,
-              implicit_tls: bool = False, hostname: str | None = None) -> "LegacySMTP":
-        """A handle on a server for C{profile} (see L{LegacySMTP.start})."""
-        return LegacySMTP(self).start(profile, tls=tls, implicit_tls=implicit_tls, hostname=hostname)
+    def start(self, profile: str | profiles.Profile = DEFAULT_PROFILE, **options) -> "LegacySMTP":
+        """A new handle on a server for C{profile} (see L{LegacySMTP.start})."""
+        return LegacySMTP(self).start(profile, **options)
 
-    def acquire(self, profile, *, tls: bool = False, implicit_tls: bool = False,
-                hostname: str | None = None) -> _Server:
+    def acquire(self, profile, *, tls: bool = False, implicit_tls: bool = False, hostname: str | None = None,
+                middlebox=None) -> _Server:
         """The pooled server for these options: started on first use, reset
         on the first use in each test."""
         loaded = self._load(profile)
-        key = (loaded.name if isinstance(profile, str) else id(loaded), bool(tls), bool(implicit_tls), hostname)
+        key = (loaded.name if isinstance(profile, str) else id(loaded), bool(tls), bool(implicit_tls), hostname,
+               middlebox if middlebox is None or isinstance(middlebox, str) else id(middlebox))
         server = self._servers.get(key)
         if server is None:
-            server = self._servers[key] = self._listen(loaded, tls=tls, implicit_tls=implicit_tls, hostname=hostname)
+            server = self._servers[key] = self._listen(loaded, tls=tls, implicit_tls=implicit_tls, hostname=hostname,
+                                                       middlebox=middlebox)
         elif server not in self._used:
             self.reset(server)
         if server not in self._used:
@@ -95,13 +96,19 @@ class ServerPool:
             self._profiles[profile] = profiles.load(profile)
         return self._profiles[profile]
 
-    def _listen(self, loaded: profiles.Profile, *, tls: bool, implicit_tls: bool, hostname: str | None) -> _Server:
+    def _listen(self, loaded: profiles.Profile, *, tls: bool, implicit_tls: bool, hostname: str | None,
+                middlebox) -> _Server:
         from emulator.emulation import Emulation
 
         cert = key = None
         if tls:
             cert, key = self._loopback_certificate(loaded, hostname or loaded.hostname)
-        emulation = Emulation(loaded, hostname=hostname, state_dir=self.state_dir, tls_cert=cert, tls_key=key)
+        if isinstance(middlebox, str):
+            from emulator.middlebox import load
+
+            middlebox = load(middlebox)
+        emulation = Emulation(loaded, hostname=hostname, state_dir=self.state_dir, tls_cert=cert, tls_key=key,
+                              middlebox=middlebox)
 
         def listen():
             from twisted.internet import reactor
@@ -166,7 +173,7 @@ class ServerPool:
     def _take_errors(self, used: list[_Server]):
         from emulator.control import take_errors
 
-        errors = take_errors([s.emulation for s in used])
+        errors = take_errors([s.emulation for s in used], [s.listener for s in used])
         unhandled, self._unhandled = self._unhandled, []
         sessions = [t.session_id for s in used for t in s.emulation.transcripts.all()
                     if t.events("internal_error")] if errors else []
@@ -233,7 +240,7 @@ class LegacySMTP:
         self._server: _Server | None = None
 
     def start(self, profile: str | profiles.Profile = DEFAULT_PROFILE, *, tls: bool = False,
-              implicit_tls: bool = False, hostname: str | None = None) -> "LegacySMTP":
+              implicit_tls: bool = False, hostname: str | None = None, middlebox=None) -> "LegacySMTP":
         """Serve C{profile} (a name from C{emulator profiles}, a path, or a
         loaded profile) on 127.0.0.1, reusing the session's server for the
         same arguments (reset), and return this handle.
@@ -245,10 +252,14 @@ class LegacySMTP:
         @param implicit_tls: TLS from the first byte (SMTPS); only for
             profiles whose product offered it (C{tls: implicit: true}).
         @param hostname: the host name the server announces (default: the profile's).
-        @raise emulator.profile.ProfileError: an unknown or broken profile.
+        @param middlebox: a firewall in front of the server (a type such as
+            C{pix-mailguard}, a YAML file, or an L{emulator.middlebox.Middlebox});
+            default: the profile's own C{middlebox:} section, if any.
+        @raise emulator.profile.ProfileError: an unknown or broken profile or middlebox.
         @raise ValueError: the profile cannot be served that way.
         """
-        self._server = self._pool.acquire(profile, tls=tls, implicit_tls=implicit_tls, hostname=hostname)
+        self._server = self._pool.acquire(profile, tls=tls, implicit_tls=implicit_tls, hostname=hostname,
+                                          middlebox=middlebox)
         return self
 
     @property
