@@ -231,3 +231,13 @@ def test_calling_from_the_reactor_thread_is_an_error_not_a_hang():
 
     with pytest.raises(RuntimeError, match="the Twisted reactor runs in this thread"):
         ReactorThread.call(lambda: ReactorThread.call(lambda: None))
+
+
+def test_middlebox_in_front_of_the_profile(legacy_smtp):
+    """middlebox= puts a firewall in front: behind a PIX Mail Guard, EHLO gets 500 and HELO works (KB Q295725)."""
+    server = legacy_smtp.start("ims55sp4", middlebox="pix-mailguard")
+    with smtplib.SMTP(server.host, server.port, timeout=10) as client:
+        assert client.ehlo()[0] == 500
+        assert client.helo()[0] == 250
+    behind_pix = server.port
+    assert legacy_smtp.start("ims55sp4").port != behind_pix  # another combination, another server
