@@ -21,6 +21,7 @@ transcripts, per-peer memory and recorded errors forgotten.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from pathlib import Path
 
@@ -180,8 +181,9 @@ class ServerPool:
         return errors, unhandled, sessions
 
     def _observe(self) -> None:
-        """Collect failures logged in the reactor thread outside a session
-        (a session's own go to its factory's errors)."""
+        """Collect failures logged in the reactor thread outside a session,
+        such as an exception in a delayed call (a session's own go to its
+        factory's errors)."""
         if self._observing:
             return
         from twisted.logger import globalLogPublisher
@@ -191,7 +193,8 @@ class ServerPool:
 
     def _log_event(self, event: dict) -> None:
         failure = event.get("log_failure")
-        if failure is not None and event.get("log_namespace") != "emulator":
+        if (failure is not None and event.get("log_namespace") != "emulator"
+                and threading.current_thread() is ReactorThread._thread):
             self._unhandled.append(failure.value)
 
     def report(self, limit: int = 20) -> str:

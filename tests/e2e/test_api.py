@@ -348,13 +348,15 @@ def test_api_option_binds_loopback_unless_told():
 def test_switching_keeps_a_command_line_middlebox(tmp_path):
     """A middlebox given to twistd (--middlebox) stays in front after a switch; a profile's own
     middlebox: section applies only to that profile."""
+    from twisted.internet.task import Clock
+
     from emulator import middlebox
     from emulator.control import Control
 
     pix = middlebox.load("pix-mailguard")
     given = Control(Emulation(profiles.load("ims55sp4"), state_dir=tmp_path, middlebox=pix), middlebox=pix,
-                    reactor=object.__new__(type("Clock", (), {"seconds": lambda self: 0.0})))
+                    reactor=Clock())
     assert given.emulation("ims55sp2").served == "pix-mailguard in front of ims55sp2"
     plain = Control(Emulation(profiles.load("ims55sp4-pix"), state_dir=tmp_path),
-                    reactor=object.__new__(type("Clock", (), {"seconds": lambda self: 0.0})))
+                    reactor=Clock())
     assert plain.emulation("ims55sp2").served == "ims55sp2"

@@ -241,3 +241,20 @@ def test_middlebox_in_front_of_the_profile(legacy_smtp):
         assert client.helo()[0] == 250
     behind_pix = server.port
     assert legacy_smtp.start("ims55sp4").port != behind_pix  # another combination, another server
+
+
+def test_a_failure_logged_in_the_reactor_thread_counts_as_a_server_side_error(legacy_smtp):
+    """An exception outside any session (here a delayed call) in the reactor thread is not lost."""
+    from emulator.testing import ReactorThread
+
+    legacy_smtp.start("ims55sp4")
+
+    def fail_later():
+        from twisted.internet import reactor, task
+
+        reactor.callLater(0, lambda: 1 / 0)
+        return task.deferLater(reactor, 0, lambda: None)  # fires after it
+
+    ReactorThread.call(fail_later)
+    with pytest.raises(ServerSideError, match="the emulator raised ZeroDivisionError"):
+        legacy_smtp.check_errors()
