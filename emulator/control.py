@@ -20,7 +20,7 @@ import weakref
 from twisted.internet import defer
 from twisted.internet.protocol import Factory
 
-from emulator import profile as profiles
+from emulator import auth, profile as profiles
 from emulator.emulation import Emulation
 
 
@@ -201,13 +201,14 @@ class Control:
     """
 
     def __init__(self, emulation: Emulation, *, hostname: str | None = None, middlebox=None,
-                 upstream: str | None = None, reactor=None, faults: Faults | None = None):
+                 upstream: str | None = None, accounts=(), reactor=None, faults: Faults | None = None):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.base = emulation
         self.hostname = hostname
-        self.middlebox, self.upstream = middlebox, upstream  # as given (--middlebox, --upstream)
+        # as given on the command line (--middlebox, --upstream, --account)
+        self.middlebox, self.upstream, self.accounts = middlebox, upstream, tuple(accounts)
         self.emulations: dict[str, Emulation] = {emulation.profile.name: emulation}
         self.listeners: list[Listener] = []
         self.faults = faults or Faults()
@@ -251,7 +252,8 @@ class Control:
             return self.emulations[profile_name]
         base = self.base
         try:
-            emulation = Emulation(profiles.load(profile_name), hostname=self.hostname, state_dir=base.state_dir,
+            loaded = auth.with_accounts(profiles.load(profile_name), self.accounts)
+            emulation = Emulation(loaded, hostname=self.hostname, state_dir=base.state_dir,
                                   tls_cert=base.tls_cert, tls_key=base.tls_key, store=base.store,
                                   transcripts=base.transcripts, events=base.events,
                                   middlebox=self.middlebox, upstream=self.upstream)

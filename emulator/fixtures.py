@@ -74,12 +74,16 @@ class ServerPool:
         return LegacySMTP(self).start(profile, **options)
 
     def acquire(self, profile, *, tls: bool = False, implicit_tls: bool = False, hostname: str | None = None,
-                middlebox=None) -> _Server:
+                middlebox=None, accounts=()) -> _Server:
         """The pooled server for these options: started on first use, reset
         on the first use in each test."""
         loaded = self._load(profile)
         key = (loaded.name if isinstance(profile, str) else id(loaded), bool(tls), bool(implicit_tls), hostname,
-               middlebox if middlebox is None or isinstance(middlebox, str) else id(middlebox))
+               middlebox if middlebox is None or isinstance(middlebox, str) else id(middlebox), tuple(accounts))
+        if accounts:
+            from emulator import auth
+
+            loaded = auth.with_accounts(loaded, accounts)
         server = self._servers.get(key)
         if server is None:
             server = self._servers[key] = self._listen(loaded, tls=tls, implicit_tls=implicit_tls, hostname=hostname,
@@ -243,7 +247,8 @@ class LegacySMTP:
         self._server: _Server | None = None
 
     def start(self, profile: str | profiles.Profile = DEFAULT_PROFILE, *, tls: bool = False,
-              implicit_tls: bool = False, hostname: str | None = None, middlebox=None) -> "LegacySMTP":
+              implicit_tls: bool = False, hostname: str | None = None, middlebox=None,
+              accounts=()) -> "LegacySMTP":
         """Serve C{profile} (a name from C{emulator profiles}, a path, or a
         loaded profile) on 127.0.0.1, reusing the session's server for the
         same arguments (reset), and return this handle.
@@ -258,11 +263,13 @@ class LegacySMTP:
         @param middlebox: a firewall in front of the server (a type such as
             C{pix-mailguard}, a YAML file, or an L{emulator.middlebox.Middlebox});
             default: the profile's own C{middlebox:} section, if any.
+        @param accounts: accounts added to the profile's (C{"user:password"},
+            C{"DOMAIN\\user:password"} or L{emulator.ntlm.Account}), as C{--account} does.
         @raise emulator.profile.ProfileError: an unknown or broken profile or middlebox.
         @raise ValueError: the profile cannot be served that way.
         """
         self._server = self._pool.acquire(profile, tls=tls, implicit_tls=implicit_tls, hostname=hostname,
-                                          middlebox=middlebox)
+                                          middlebox=middlebox, accounts=accounts)
         return self
 
     @property

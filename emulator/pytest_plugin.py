@@ -30,7 +30,8 @@ from __future__ import annotations
 import pytest
 
 _POOL = pytest.StashKey()
-_MARKER = ("legacy_smtp(profile='ims55sp4', *, tls=False, implicit_tls=False, hostname=None, middlebox=None): "
+_MARKER = ("legacy_smtp(profile='ims55sp4', *, tls=False, implicit_tls=False, hostname=None, middlebox=None, "
+           "accounts=()): "
            "serve PROFILE to the test's legacy_smtp fixture")
 
 

@@ -17,7 +17,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import endpoints
 from twisted.python import usage
 
-from emulator import profile as profiles
+from emulator import auth, profile as profiles
 from emulator.control import Control
 from emulator.emulation import Emulation
 from emulator.maildir import MessageStore
@@ -70,6 +70,7 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["listen-tls"] = []
+        self["accounts"] = []
 
     def opt_listen_tls(self, endpoint: str) -> None:
         """Server endpoint where TLS starts with the connection (SMTPS, e.g. tcp:4650); only for profiles whose product offered it (tls: implicit: true)"""
@@ -78,6 +79,13 @@ class Options(usage.Options):
     def opt_listen(self, endpoint: str) -> None:
         """Server endpoint, e.g. tcp:2525 (repeatable; 127.0.0.1 unless an interface is named) [default: tcp:2525:interface=127.0.0.1]"""
         self["listen"].append(loopback_default(endpoint))
+
+    def opt_account(self, account: str) -> None:
+        """Account added to the profile's, user:password or 'DOMAIN\\user:password' (repeatable)."""
+        try:
+            self["accounts"].append(auth.parse_account(account))
+        except ValueError as e:  # never echo the argument: it holds a password
+            raise usage.UsageError(f"--account: {e}") from None
 
     def postOptions(self) -> None:
         if not self["listen"] and not self["listen-tls"]:
@@ -106,6 +114,9 @@ class Options(usage.Options):
             self["loaded_profile"] = profiles.load(self["profile"])
         except profiles.ProfileError as e:
             raise usage.UsageError(f"bad profile: {e}") from None
+        if self["accounts"] and not set(auth.VERBS) & set(self["loaded_profile"].commands):
+            raise usage.UsageError(f"--account: profile {self['profile']} has no AUTH or XAUTH")
+        self["loaded_profile"] = auth.with_accounts(self["loaded_profile"], self["accounts"])
         _middlebox_options(self)
         tls = self["loaded_profile"].sections["tls"]
         if self["listen-tls"] and not tls.implicit:
@@ -172,7 +183,7 @@ def makeService(options: Options) -> service.MultiService:
     top = service.MultiService()
     emulation = options["emulation"]
     control = Control(emulation, hostname=options["hostname"], middlebox=options["loaded_middlebox"],
-                      upstream=options["upstream"], reactor=reactor)
+                      upstream=options["upstream"], accounts=options["accounts"], reactor=reactor)
     plain = [(d, False) for d in options["listen"]]
     for description, implicit in plain + [(d, True) for d in options["listen-tls"]]:
         factory = control.listener(description, implicit_tls=implicit)

@@ -16,8 +16,10 @@ replies by name, and quirks (L{emulator.quirks}) bend the rest.
 
 from __future__ import annotations
 
+import os
 import string
 from dataclasses import dataclass, field
+from typing import Callable
 
 from emulator import commands, replies
 from emulator.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
@@ -39,12 +41,20 @@ class Server:
 
     C{shared} is memory that outlives a connection (for example the IIS 4.0
     per-peer state of KB Q279214); C{reset()} clears it between tests.
+
+    C{random_bytes(n)} is where the core gets randomness (an NTLM server
+    challenge): the host's choice, C{os.urandom} unless a test injects one.
+
+    A profile section object with an C{adapt_verbs(table)} method returns the
+    verb table to use instead of the one the profile's C{commands:} pick (the
+    C{auth:} section gates MAIL this way when authentication is required).
     """
 
     profile: "Profile"  # noqa: F821 (emulator.profile.Profile; no import cycle)
     hostname: str | None = None
     tls_available: bool = False
     shared: dict = field(default_factory=dict)
+    random_bytes: Callable[[int], bytes] = os.urandom
 
     def __post_init__(self):
         self.hostname = self.hostname or self.profile.hostname
@@ -52,6 +62,10 @@ class Server:
         self.hooks = self.profile.hooks
         self.tls: TLSConfig = self.profile.sections.get("tls") or TLSConfig()
         self.verbs = commands.table(self.profile.commands)
+        for section in self.profile.sections.values():
+            adapt = getattr(section, "adapt_verbs", None)
+            if adapt is not None:
+                self.verbs = adapt(self.verbs)
         self._static = {
             name: replies.render(reply.format(self.constants))
             for name, reply in self.profile.replies.items()
@@ -83,6 +97,7 @@ class ServerConnection:
         self._discarding = False
         self._data: DataReader | None = None
         self._line_handler = None
+        self._line_limit = 0
         self._ignoring = False
         self._hello_checked = False
 
@@ -120,6 +135,7 @@ class ServerConnection:
         session.tls_secure = session.tls_info.get("bits", 0) >= self.server.tls.min_bits
         session.helo = None
         session.esmtp = False
+        session.auth_user = None
         self.envelope = Envelope()
         self.phase = Phase.COMMAND
         for quirk in self.server.hooks["after_tls"]:
@@ -187,11 +203,17 @@ class ServerConnection:
         self.phase = Phase.DATA
         self._data = DataReader(self.profile.limits.message_size, (CRLF_DOT_CRLF,))
 
-    def expect_line(self, handler) -> None:
+    def expect_line(self, handler, limit: int | None = None) -> None:
         """Give the next input line to C{handler(conn, line)} instead of the
-        verb table (a SASL exchange, RFC 4954 section 4)."""
+        verb table (a SASL exchange, RFC 4954 section 4).
+
+        C{limit} is the longest such line in bytes, CRLF included (default:
+        the command line limit).  A longer line fails the exchange (RFC 4954
+        section 4): the handler gets C{line=None} and must not reply, and the
+        core answers C{line_too_long} and reads commands again."""
         self.phase = Phase.LINE
         self._line_handler = handler
+        self._line_limit = limit or self.profile.limits.command_line
 
     def start_tls(self) -> None:
         """Switch to TLS after the reply just queued (RFC 3207 section 4).
@@ -238,7 +260,7 @@ class ServerConnection:
 
     def _process(self) -> None:
         buffer = self._buffer
-        limit = self.profile.limits.command_line
+        command_limit = self.profile.limits.command_line
         while buffer:
             phase = self.phase
             if phase is Phase.DATA:
@@ -246,6 +268,7 @@ class ServerConnection:
                 continue
             if phase is not Phase.COMMAND and phase is not Phase.LINE:
                 return
+            limit = self._line_limit if phase is Phase.LINE else command_limit
             end = buffer.find(b"\n")
             if end == -1:
                 if len(buffer) >= limit:
@@ -257,7 +280,7 @@ class ServerConnection:
                 self._discarding = False
                 continue
             if len(line) > limit:
-                self.reply("line_too_long")
+                self._line_too_long()
                 continue
             line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
             if phase is Phase.LINE:
@@ -279,7 +302,16 @@ class ServerConnection:
         self._buffer.clear()
         if not self._discarding:
             self._discarding = True
-            self.reply("line_too_long")
+            self._line_too_long()
+
+    def _line_too_long(self) -> None:
+        """Answer an over-long line; one that answers a server prompt also
+        ends that exchange (RFC 4954 section 4)."""
+        if self.phase is Phase.LINE:
+            self.phase = Phase.COMMAND
+            handler, self._line_handler = self._line_handler, None
+            handler(self, None)
+        self.reply("line_too_long")
 
     def _feed_data(self) -> None:
         data = bytes(self._buffer)

@@ -360,3 +360,15 @@ def test_switching_keeps_a_command_line_middlebox(tmp_path):
     plain = Control(Emulation(profiles.load("ims55sp4-pix"), state_dir=tmp_path),
                     reactor=Clock())
     assert plain.emulation("ims55sp2").served == "ims55sp2"
+
+
+def test_switching_keeps_command_line_accounts(tmp_path):
+    """Accounts given to twistd (--account) are added to a profile switched to as well."""
+    from twisted.internet.task import Clock
+
+    from emulator import auth
+    from emulator.control import Control
+
+    alice = auth.parse_account("CORP\\alice:pw")
+    control = Control(Emulation(profiles.load("ims55sp4"), state_dir=tmp_path), accounts=[alice], reactor=Clock())
+    assert alice in control.emulation("ims55sp3").profile.sections["auth"].accounts

@@ -258,3 +258,15 @@ def test_a_failure_logged_in_the_reactor_thread_counts_as_a_server_side_error(le
     ReactorThread.call(fail_later)
     with pytest.raises(ServerSideError, match="the emulator raised ZeroDivisionError"):
         legacy_smtp.check_errors()
+
+
+def test_accounts_are_added_to_the_profile(legacy_smtp):
+    """accounts= adds logins, as --account does; the server with them is a server of its own."""
+    server = legacy_smtp.start("ims55sp4", accounts=["CORP\\alice:Wonder-land1"])
+    with smtplib.SMTP(server.host, server.port, timeout=10) as client:
+        assert client.login("CORP\\alice", "Wonder-land1")[0] == 235
+    with_alice = server.port
+    with smtplib.SMTP(server.host, legacy_smtp.start("ims55sp4").port, timeout=10) as client:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("CORP\\alice", "Wonder-land1")
+    assert legacy_smtp.port != with_alice
