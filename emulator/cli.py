@@ -88,9 +88,9 @@ def cmd_serve(options: list[str]) -> int:
     from emulator import tap
 
     if "-h" in options or "--help" in options:
-        help = str(tap.Options()).split("\n", 1)[1]  # twistd's usage line names twistd
+        table = str(tap.Options()).split("\n", 1)[1]  # its first line names twistd
         print(f"usage: emulator serve [OPTIONS]\n\nRuns the emulator in the foreground: the same as "
-              f"`twistd --nodaemon --pidfile= emulator OPTIONS`.\n\n{help}")
+              f"`twistd --nodaemon --pidfile= emulator OPTIONS`.\n\n{table}")
         return 0
     config = ServerOptions()
     try:
@@ -105,7 +105,11 @@ def cmd_serve(options: list[str]) -> int:
 
     emulation = config.subOptions["emulation"]
     profile = emulation.profile
-    progress(f"profile {profile.name}: {profile.product} {profile.version}")
+    if emulation.upstream:
+        progress(f"serving {emulation.served}")
+    else:
+        behind = f", behind {emulation.middlebox.type}" if emulation.middlebox else ""
+        progress(f"profile {profile.name}: {profile.product} {profile.version}{behind}")
     if emulation.tls_context is not None and profile.sections["tls"].certificate == "generated" \
             and not emulation.tls_cert:
         from emulator.certs import CertStore

@@ -47,10 +47,11 @@ class _Server:
     port: object
     host: str
     number: int
+    keep: tuple = ()
 
     @property
     def label(self) -> str:
-        return f"{self.profile.name} on {self.host}:{self.number}"
+        return f"{self.emulation.served} on {self.host}:{self.number}"
 
 
 class ServerPool:
@@ -78,7 +79,10 @@ class ServerPool:
         """The pooled server for these options: started on first use, reset
         on the first use in each test."""
         loaded = self._load(profile)
-        key = (loaded.name if isinstance(profile, str) else id(loaded), bool(tls), bool(implicit_tls), hostname,
+        # Objects (a loaded profile, a middlebox) count by identity; the
+        # server keeps them, so an id is never reused while it is the key.
+        objects = tuple(o for o in (profile, middlebox) if o is not None and not isinstance(o, str))
+        key = (profile if isinstance(profile, str) else id(profile), bool(tls), bool(implicit_tls), hostname,
                middlebox if middlebox is None or isinstance(middlebox, str) else id(middlebox), tuple(accounts))
         if accounts:
             from emulator import auth
@@ -88,6 +92,7 @@ class ServerPool:
         if server is None:
             server = self._servers[key] = self._listen(loaded, tls=tls, implicit_tls=implicit_tls, hostname=hostname,
                                                        middlebox=middlebox)
+            server.keep = objects
         elif server not in self._used:
             self.reset(server)
         if server not in self._used:
@@ -212,7 +217,7 @@ class ServerPool:
         return "".join(parts)
 
     def close(self) -> None:
-        """Stop every listener (the reactor thread keeps running)."""
+        """Stop every listener and close its connections (the reactor thread keeps running)."""
         servers, self._servers = list(self._servers.values()), {}
         if not servers and not self._observing:
             return
@@ -224,7 +229,8 @@ class ServerPool:
             if self._observing:
                 globalLogPublisher.removeObserver(self._log_event)
                 self._observing = False
-            return defer.gatherResults([defer.maybeDeferred(s.port.stopListening) for s in servers])
+            return defer.gatherResults([defer.maybeDeferred(s.port.stopListening) for s in servers]
+                                       + [s.listener.close_connections() for s in servers])
 
         ReactorThread.call(stop)
 

@@ -213,16 +213,32 @@ def test_check_errors_raises_what_the_server_raised(legacy_smtp, monkeypatch):
 
 
 def test_pool_outside_pytest(tmp_path):
-    """ServerPool works without pytest: start, use, check, close (the port is then closed)."""
+    """ServerPool works without pytest: start, use, check, close (the port and open connections are then closed)."""
     pool = ServerPool(tmp_path / "state")
     pool.begin_test()
     server = pool.start("ims55sp4")
     send(server)
     pool.check_errors()
     address = server.address
-    pool.close()
+    with socket.create_connection(address, timeout=10) as left_open:
+        left_open.recv(200)
+        pool.close()
+        try:
+            assert left_open.recv(200) == b""
+        except ConnectionResetError:
+            pass
     with pytest.raises(OSError):
         socket.create_connection(address, timeout=5).close()
+
+
+def test_a_loaded_profile_object_is_reused_by_identity(legacy_smtp, legacy_smtp_servers):
+    """A Profile object (say with changes made in the test suite) keys its server by identity."""
+    from emulator import profile as profiles
+
+    loaded = profiles.load("ims55sp4")
+    port = legacy_smtp.start(loaded).port
+    assert legacy_smtp_servers.start(loaded).port == port
+    assert legacy_smtp_servers.start(profiles.load("ims55sp4")).port != port
 
 
 def test_calling_from_the_reactor_thread_is_an_error_not_a_hang():
