@@ -286,3 +286,10 @@ def test_accounts_are_added_to_the_profile(legacy_smtp):
         with pytest.raises(smtplib.SMTPAuthenticationError):
             client.login("CORP\\alice", "Wonder-land1")
     assert legacy_smtp.port != with_alice
+
+
+@pytest.mark.legacy_smtp(hostname="marked.example")
+@pytest.mark.parametrize("legacy_smtp", ["ims55sp2"], indirect=True)
+def test_marker_options_apply_to_a_parametrized_profile(legacy_smtp):
+    """A marker's keyword arguments join the profile a parameter chose."""
+    assert legacy_smtp.profile.name == "ims55sp2" and legacy_smtp.hostname == "marked.example"
