@@ -111,6 +111,8 @@ def switch_profile(control: Control, request, id: str):
     name = body.get("profile") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name:
         raise APIError(400, "bad_request", 'the body must be {"profile": NAME}')
+    if "/" in name or name.endswith((".yaml", ".yml")):  # the API reads no file it is given
+        raise APIError(400, "bad_profile", f"{name}: a profile name (GET /profiles), not a path")
     try:
         control.switch(listener, name)
     except profiles.ProfileError as e:

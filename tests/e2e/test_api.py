@@ -241,6 +241,12 @@ def test_switching_to_a_bad_profile_is_400_with_the_loader_text(served):
     assert get_json(f"{served.url}/listeners/{served.smtp}")[1]["profile"] == "ims55sp4"
 
 
+def test_switch_takes_names_not_paths(served):
+    """The API never loads a file named in a request: a path is a 400."""
+    status, error = get_json(f"{served.url}/listeners/{served.smtp}/profile", "PUT", {"profile": "/etc/x.yaml"})
+    assert status == 400 and error == {"error": "bad_profile", "message": "/etc/x.yaml: a profile name (GET /profiles), not a path"}
+
+
 @pytest.mark.parametrize("body, message", [
     (b"not json", "the body is not valid JSON"),
     ({"name": "ims55sp2"}, 'the body must be {"profile": NAME}'),
