@@ -6,7 +6,8 @@ The C{emulator} command.
     emulator check PATH...       validate profile files; print file:key: problem
     emulator transcript FILE     a JSON-lines transcript in the human arrow form
     emulator ca export PATH      write the test CA certificate for clients to trust
-    emulator serve [OPTIONS]     run the server in the foreground (twistd -n emulator)
+    emulator serve [OPTIONS]     run the server in the foreground (twistd -n emulator),
+                                 saying "listening on ..." for each listener on stderr
     emulator personas            list the sender personas (client profiles)
     emulator send --persona NAME --to ENDPOINT
                                  send one message as a legacy client; exit 0 delivered, 1 not, 2 usage
@@ -148,16 +149,63 @@ def cmd_matrix(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
-    from twisted.scripts.twistd import run
+def cmd_serve(options: list[str]) -> int:
+    """twistd --nodaemon --pidfile= emulator OPTIONS, with one-line errors
+    and progress on stderr ("listening on ..." per listener)."""
+    from twisted.logger import formatEvent, globalLogPublisher
+    from twisted.python import usage
+    from twisted.scripts.twistd import ServerOptions, runApp
 
-    sys.argv = ["twistd", "--nodaemon", "--pidfile=", "emulator", *args.options]
-    run()
+    from emulator import tap
+
+    if "-h" in options or "--help" in options:
+        table = str(tap.Options()).split("\n", 1)[1]  # its first line names twistd
+        print(f"usage: emulator serve [OPTIONS]\n\nRuns the emulator in the foreground: the same as "
+              f"`twistd --nodaemon --pidfile= emulator OPTIONS`.\n\n{table}")
+        return 0
+    config = ServerOptions()
+    try:
+        config.parseOptions(["--nodaemon", "--pidfile=", "emulator", *options])
+    except usage.UsageError as e:
+        print(f"emulator serve: {e}", file=sys.stderr)
+        return 2
+    stderr = sys.stderr  # twistd sends sys.stderr to its log once it starts
+
+    def progress(text: str) -> None:
+        print(f"emulator: {text}", file=stderr, flush=True)
+
+    emulation = config.subOptions["emulation"]
+    profile = emulation.profile
+    if emulation.upstream:
+        progress(f"serving {emulation.served}")
+    else:
+        behind = f", behind {emulation.middlebox.type}" if emulation.middlebox else ""
+        progress(f"profile {profile.name}: {profile.product} {profile.version}{behind}")
+    if emulation.tls_context is not None and profile.sections["tls"].certificate == "generated" \
+            and not emulation.tls_cert:
+        from emulator.certs import CertStore
+
+        progress(f"TLS certificate from the test CA {CertStore(emulation.state_dir).ca_path()}")
+    globalLogPublisher.addObserver(lambda event: event.get("announce") and progress(formatEvent(event)))
+    runApp(config)
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="emulator", description="Emulated legacy Exchange/IIS SMTP servers.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # every option after it is twistd emulator's
+        try:
+            return cmd_serve(argv[1:])
+        except BrokenPipeError:
+            return 0
+    parser = _Parser(prog="emulator", description="Emulated legacy Exchange/IIS SMTP servers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("profiles", help="list the profiles").set_defaults(func=cmd_profiles)
     show = sub.add_parser("show", help="print a resolved profile as YAML")
@@ -205,14 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="time each client run may take (default 30)")
     matrix.add_argument("--state-dir", help="the emulator's state folder (test CA and certificates)")
     matrix.set_defaults(func=cmd_matrix)
-    serve = sub.add_parser("serve", help="run the server in the foreground (see `twistd emulator --help`)",
-                           add_help=False)
-    serve.add_argument("options", nargs=argparse.REMAINDER)
-    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("serve", help="run the server in the foreground (emulator serve --help)", add_help=False)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except profiles.ProfileError as e:
+    except (profiles.ProfileError, OSError, ValueError) as e:
         print(f"emulator: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:

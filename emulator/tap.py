@@ -18,6 +18,7 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from emulator import auth, profile as profiles
+from emulator.control import Control
 from emulator.emulation import Emulation
 from emulator.maildir import MessageStore
 from emulator.protocol import EventLog, log
@@ -59,6 +60,7 @@ class Options(usage.Options):
         ["state-dir", None, None, "Folder for generated certificates and the test CA (default: $XDG_STATE_HOME/legacy-smtp-emulator)."],
         ["middlebox", None, None, "Firewall in front of the server: a type (pix-mailguard, starttls-intercept, starttls-strip) or a YAML file with type and attributes (default: the profile's middlebox: section, if any)."],
         ["upstream", None, None, "Proxy mode: a real SMTP server behind --middlebox, as a Twisted client endpoint (e.g. tcp:127.0.0.1:25); --profile is then not served."],
+        ["api", None, None, "Endpoint of the HTTP control API, e.g. tcp:8025 (127.0.0.1 unless an interface is named; default: no API)."],
     ]
     optFlags = [
         ["fsync", None, "fsync each message and its folder before confirming it (durable against a machine crash; slower)."],
@@ -91,12 +93,15 @@ class Options(usage.Options):
         every = self["listen"] + self["listen-tls"]
         if len(set(every)) != len(every):
             raise usage.UsageError("--listen/--listen-tls name the same endpoint twice")
-        for description in every:
+        if self["api"]:
+            self["api"] = loopback_default(self["api"])
+        for description in every + ([self["api"]] if self["api"] else []):
             try:
                 # Parsing needs no reactor: endpoint constructors only store it.
                 endpoints.serverFromString(None, description)
             except (ValueError, TypeError, KeyError) as e:
-                raise usage.UsageError(f"--listen {description}: {e}") from None
+                option = "--api" if description == self["api"] else "--listen"
+                raise usage.UsageError(f"{option} {description}: {e}") from None
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format must be text or json")
         if self["hostname"] is not None and not _HOSTNAME.match(self["hostname"]):
@@ -164,9 +169,10 @@ class ListenerService(StreamServerEndpointService):
 
     def _listening(self, port):
         address = port.getHost()
+        getattr(self.factory, "bound", lambda port: None)(port)
         log.info("listening on {host}:{port} ({description}), profile {profile}",
                  host=address.host, port=address.port, description=self.description,
-                 profile=self.profile)
+                 profile=self.profile, announce=True)
         return port
 
 
@@ -176,11 +182,17 @@ def makeService(options: Options) -> service.MultiService:
 
     top = service.MultiService()
     emulation = options["emulation"]
+    control = Control(emulation, hostname=options["hostname"], middlebox=options["loaded_middlebox"],
+                      upstream=options["upstream"], accounts=options["accounts"], reactor=reactor)
     plain = [(d, False) for d in options["listen"]]
     for description, implicit in plain + [(d, True) for d in options["listen-tls"]]:
-        factory = emulation.factory(description, implicit_tls=implicit, reactor=reactor)
+        factory = control.listener(description, implicit_tls=implicit)
         listener = ListenerService(endpoints.serverFromString(reactor, description), factory)
         listener.description = description + (" (implicit TLS)" if implicit else "")
         listener.profile = emulation.served
         listener.setServiceParent(top)
+    if options["api"]:
+        from emulator.api import APIService
+
+        APIService(endpoints.serverFromString(reactor, options["api"]), control).setServiceParent(top)
     return top

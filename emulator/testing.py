@@ -116,10 +116,21 @@ class ReactorThread:
     @classmethod
     def call(cls, function, *args, **kwargs):
         """Run C{function} in the reactor thread and return its result
-        (waiting for it if it returns a Deferred)."""
+        (waiting for it if it returns a Deferred).
+
+        A reactor that something else already runs in another thread is
+        used as it is; calling from the reactor's own thread (pytest-twisted
+        runs it in the test's thread) is an error, where waiting would hang."""
+        import threading
+
         from twisted.internet import reactor
         from twisted.internet.threads import blockingCallFromThread
+        from twisted.python.threadable import isInIOThread
 
+        ours = cls._thread
+        if threading.current_thread() is ours or (ours is None and reactor.running and isInIOThread()):
+            raise RuntimeError("the Twisted reactor runs in this thread (pytest-twisted?); the emulator's "
+                               "helpers run it in a thread of their own and cannot wait for it here")
         cls._ensure_running()
         return blockingCallFromThread(reactor, function, *args, **kwargs)
 
@@ -129,7 +140,7 @@ class ReactorThread:
 
         from twisted.internet import reactor
 
-        if cls._thread is None:
+        if cls._thread is None and not reactor.running:
             cls._thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
                                            name="emulator-reactor", daemon=True)
             cls._thread.start()

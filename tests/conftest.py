@@ -15,6 +15,8 @@ settings.register_profile("ci", max_examples=200, derandomize=True)
 settings.register_profile("fuzz", max_examples=1_000_000, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
+pytest_plugins = ["pytester"]
+
 GOLDEN = Path(__file__).parent / "golden"
 
 

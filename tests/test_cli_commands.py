@@ -1,0 +1,115 @@
+"""The emulator command line: --help everywhere, one-line errors, and `emulator serve`."""
+
+import json
+import re
+import selectors
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from emulator import cli
+
+
+def run(capsys, *argv):
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as e:
+        status = e.code
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def commands(capsys) -> list[str]:
+    """The subcommands `emulator --help` lists."""
+    status, out, _ = run(capsys, "--help")
+    assert status == 0
+    section = out.split("\n  COMMAND\n", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^    ([a-z-]+)", section, re.M)
+
+
+def test_every_command_has_help(capsys):
+    """Each command `emulator --help` lists answers --help with its usage and exit 0."""
+    names = commands(capsys)
+    assert {"profiles", "show", "check", "transcript", "ca", "serve"} <= set(names)
+    for name in names:
+        status, out, err = run(capsys, name, "--help")
+        assert status == 0, (name, err)
+        assert out.startswith(f"usage: emulator {name}"), (name, out[:80])
+    status, out, _ = run(capsys, "ca", "export", "--help")
+    assert status == 0 and out.startswith("usage: emulator ca export")
+
+
+def test_serve_help_lists_the_twistd_options(capsys):
+    """emulator serve --help names itself and lists the options of twistd emulator, --api included."""
+    status, out, _ = run(capsys, "serve", "--help")
+    assert status == 0
+    assert out.startswith("usage: emulator serve [OPTIONS]")
+    for option in ("--profile=", "--listen=", "--listen-tls=", "--api=", "--maildir="):
+        assert option in out
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["nosuch"], 2, "emulator: argument COMMAND: invalid choice: 'nosuch'"),
+    (["show"], 2, "emulator show: the following arguments are required: NAME|PATH"),
+    (["show", "nosuch"], 1, "emulator: nosuch:(name): no profile of that name"),
+    (["transcript", "/nonexistent/t.jsonl"], 1, "emulator: [Errno 2] No such file or directory"),
+    (["serve", "--bogus"], 2, "emulator serve: option --bogus not recognized"),
+    (["serve", "--profile", "nosuch"], 2, "emulator serve: bad profile: nosuch:(name): no profile of that name"),
+    (["serve", "--api", "tcp:notaport"], 2, "emulator serve: --api tcp:notaport:interface=127.0.0.1"),
+])
+def test_errors_are_one_line_and_a_non_zero_exit(capsys, argv, status, message):
+    """A bad command, argument, file or option is one line on stderr and a non-zero exit, never a traceback."""
+    got, out, err = run(capsys, *argv)
+    assert got == status
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(message), err
+
+
+def read_lines_until(stream, count, pattern, deadline):
+    """Lines from C{stream} until C{count} of them match C{pattern}, or the deadline."""
+    selector = selectors.DefaultSelector()
+    selector.register(stream, selectors.EVENT_READ)
+    lines, buffer = [], b""
+    while sum(1 for line in lines if re.search(pattern, line)) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; got {lines}"
+        if selector.select(left):
+            chunk = stream.read1(4096)
+            assert chunk, f"process ended; got {lines}"
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            lines += [line.decode() for line in complete]
+    return lines
+
+
+@pytest.mark.e2e
+def test_serve_says_where_it_listens_on_port_zero(tmp_path):
+    """emulator serve --listen tcp:0 --api tcp:0 prints its progress and one "listening on" line per
+    listener on stderr, from which a suite in any language reads the ports, then serves SMTP and the API."""
+    proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", "serve", "--listen", "tcp:0", "--api", "tcp:0",
+                             "--state-dir", str(tmp_path / "state")],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        lines = read_lines_until(proc.stderr, 2, r"^emulator: listening on ", time.monotonic() + 30)
+        assert lines[0] == "emulator: profile ims55sp4: Microsoft Exchange Server 5.5 Internet Mail Service 5.5.2653.13"
+        smtp_line, api_line = [line for line in lines if line.startswith("emulator: listening on ")]
+        smtp = int(re.fullmatch(r"emulator: listening on 127\.0\.0\.1:(\d+) \(tcp:0:interface=127\.0\.0\.1\), "
+                                r"profile ims55sp4", smtp_line).group(1))
+        url = re.fullmatch(r"emulator: listening on 127\.0\.0\.1:\d+ \(control API: (http://127\.0\.0\.1:\d+/)\)",
+                           api_line).group(1)
+        with urllib.request.urlopen(url + "health", timeout=10) as response:
+            assert json.loads(response.read())["status"] == "ok"
+        with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as client:
+            client.sendmail("a@example.org", ["b@example.test"], b"Subject: serve\r\n\r\nhi\r\n")
+        with urllib.request.urlopen(url + "messages", timeout=10) as response:
+            assert [m["recipients"] for m in json.loads(response.read())] == [["b@example.test"]]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM  # twistd ends by the signal it was stopped with
