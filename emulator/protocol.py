@@ -76,7 +76,7 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         now = factory.reactor.seconds()
         session_id = factory.next_session_id()
         self.transcript = Transcript(session_id, factory.server.profile.name, f"{host}:{port}",
-                                     now, factory.listener)
+                                     now, factory.listener, seed=factory.server.seed)
         factory.transcripts.begin(self.transcript)
         self.conn = ServerConnection(factory.server, peer=(host, port), session_id=session_id,
                                      date=formatdate(now, localtime=True),

@@ -57,6 +57,7 @@ class Options(usage.Options):
         ["tls-cert", None, None, "PEM certificate (chain) that replaces the profile's certificate."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["state-dir", None, None, "Folder for generated certificates and the test CA (default: $XDG_STATE_HOME/legacy-smtp-emulator)."],
+        ["seed", None, None, "Seed of the faults' dice (default: the profile's seed:, else random); transcripts record it.", int],
     ]
     optFlags = [
         ["fsync", None, "fsync each message and its folder before confirming it (durable against a machine crash; slower)."],
@@ -66,10 +67,20 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["listen-tls"] = []
+        self["fault"] = []
 
     def opt_listen_tls(self, endpoint: str) -> None:
         """Server endpoint where TLS starts with the connection (SMTPS, e.g. tcp:4650); only for profiles whose product offered it (tls: implicit: true)"""
         self["listen-tls"].append(loopback_default(endpoint))
+
+    def opt_fault(self, spec: str) -> None:
+        """Add a fault, e.g. 'rcpt:reply=452 4.5.3 Too many recipients:times=2' (repeatable; `emulator faults` lists the types)"""
+        from emulator.faults import FaultError, parse
+
+        try:
+            self["fault"].append(parse(spec))
+        except FaultError as e:
+            raise usage.UsageError(f"--fault: {e}") from None
 
     def opt_listen(self, endpoint: str) -> None:
         """Server endpoint, e.g. tcp:2525 (repeatable; 127.0.0.1 unless an interface is named) [default: tcp:2525:interface=127.0.0.1]"""
@@ -110,9 +121,11 @@ class Options(usage.Options):
                 tls_cert=self["tls-cert"], tls_key=self["tls-key"],
                 store=MessageStore(self["maildir"], fsync=self["fsync"]),
                 transcripts=TranscriptStore(self["transcripts"]),
-                events=EventLog(self["log-format"], sys.stdout))
+                events=EventLog(self["log-format"], sys.stdout), seed=self["seed"])
         except (ValueError, OSError) as e:
             raise usage.UsageError(f"TLS: {e}") from None
+        for fault in self["fault"]:
+            self["emulation"].add_fault(fault)
         if self["listen-tls"] and self["emulation"].tls_context is None:
             raise usage.UsageError("--listen-tls needs a certificate: the profile's tls: certificate, or --tls-cert/--tls-key")
 

@@ -48,6 +48,7 @@ class Transcript:
     started: float = 0.0
     listener: str = ""
     records: list[Record] = field(default_factory=list)
+    seed: int | None = None  # the seed of the quirks' dice: the run replays with it
 
     def received(self, t: float, data: bytes, tls: bool = False) -> None:
         self.records.append(Record(t - self.started, "c", data, tls))
@@ -73,7 +74,7 @@ class Transcript:
 
     def to_jsonl(self) -> str:
         header = {"session": self.session_id, "profile": self.profile, "peer": self.peer,
-                  "started": self.started, "listener": self.listener}
+                  "started": self.started, "listener": self.listener, "seed": self.seed}
         lines = [json.dumps(header)]
         for r in self.records:
             if r.dir == "event":
@@ -88,7 +89,7 @@ class Transcript:
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         header = rows[0]
         transcript = cls(header["session"], header.get("profile", ""), header.get("peer", ""),
-                         header.get("started", 0.0), header.get("listener", ""))
+                         header.get("started", 0.0), header.get("listener", ""), seed=header.get("seed"))
         for row in rows[1:]:
             if "event" in row:
                 fields = {k: v for k, v in row.items() if k not in ("t", "event")}
