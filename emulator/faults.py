@@ -115,6 +115,8 @@ def _convert(text: str, hint):
     origin = typing.get_origin(hint)
     if origin in (typing.Union, _types.UnionType):
         options = typing.get_args(hint)
+        if str in options and "|" not in text:  # one line of text stays text
+            options = tuple(o for o in options if typing.get_args(o) != (str,))
         for option in sorted(options, key=lambda h: h is str):  # str last: it takes anything
             try:
                 return _convert(text, option)

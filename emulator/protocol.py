@@ -165,8 +165,14 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
 
     def _delay(self, seconds: float, rest: list) -> None:
         self.transport.pauseProducing()
-        call = self.factory.reactor.callLater(seconds, self._resume)
-        self._pending = (call, [], rest)
+        # Start the wait one reactor turn later, so that the reactor writes
+        # what came before first: the writes either side of a Delay, even
+        # Delay(0), then leave as separate TCP writes (a split reply).
+        reactor = self.factory.reactor
+        deadline = reactor.seconds() + seconds
+        call = reactor.callLater(0, lambda: self._pending.__setitem__(
+            0, reactor.callLater(max(0.0, deadline - reactor.seconds()), self._resume)))
+        self._pending = [call, [], rest]
 
     def _resume(self) -> None:
         _, received, rest = self._pending
