@@ -69,6 +69,12 @@ def test_colons_bars_and_escapes_in_values():
     ("rcpt:disconnect=explode", "mode: must be reply, close or reset"),
     ("rcpt:reply=452 x:probability=2", "probability: must be from 0 to 1"),
     ("rcpt:reply=452 {recipient}", "field {recipient} is not known at every step"),
+    ("helo:tarpit=0", "size: must be 1 or more"),
+    ("mail:glue=1", "count: must be 2 or more"),
+    ("ehlo:split=lines:pause=-1", "pause: must not be negative"),
+    ("ehlo:split=9,3", "at: offsets must be increasing"),
+    ("rcpt:reply=452 x:from=0", "from: must be 1 or more"),
+    ("ehlo:missing_space=+", "separator: must be an empty string or -"),
 ])
 def test_bad_specs_are_one_line_errors(spec, message):
     """Every mistake is a FaultError of one line that quotes the spec."""
@@ -226,7 +232,7 @@ def test_twistd_rejects_a_bad_fault_in_one_line(tmp_path):
 
     from emulator.tap import Options
 
-    with pytest.raises(usage.UsageError, match=r"--fault: fault 'rcpt:reply=452 x:times=-1': times: must be 0"):
+    with pytest.raises(usage.UsageError, match=r"--fault: fault 'rcpt:reply=452 x:times=-1': times: must not be negative"):
         Options().parseOptions(["--fault", "rcpt:reply=452 x:times=-1", "--state-dir", str(tmp_path)])
 
 

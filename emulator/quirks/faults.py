@@ -83,6 +83,8 @@ class Fault(Quirk):
 
     #: the attribute that C{--fault 'STEP:TYPE=VALUE'} sets
     primary: ClassVar[str | None] = None
+    #: the lowest value of each numeric attribute (by field name)
+    minimum: ClassVar[dict] = {}
     #: True for faults that change how a reply is written; the reply after
     #: DATA is written by the host once the message is stored, so these
     #: cannot take C{data_end}
@@ -100,14 +102,15 @@ class Fault(Quirk):
             object.__setattr__(self, "_pattern", re.compile(self.match) if self.match is not None else None)
         except re.error as e:
             raise _error("match", f"not a regular expression: {e}") from None
-        if self.from_ < 1:
-            raise _error("from", "must be 1 or more")
-        if self.times < 0:
-            raise _error("times", "must be 0 (all) or more")
+        for name, low in {"from_": 1, "times": 0, **self.minimum}.items():
+            if getattr(self, name) < low:
+                raise _error(name.rstrip("_"), f"must be {low} or more" if low else "must not be negative")
         if self.scope not in ("connection", "peer"):
             raise _error("scope", "must be connection or peer")
         if not 0 <= self.probability <= 1:
             raise _error("probability", "must be from 0 to 1")
+        if hasattr(self, "reply"):  # checked once, filled in at each firing
+            object.__setattr__(self, "_reply", parse_reply("reply", self.reply))
         object.__setattr__(self, "_token", next(_tokens))  # this instance's counters
 
     # -- the steps -------------------------------------------------------
@@ -200,10 +203,6 @@ class ReplyFault(Fault):
     reply: str | list[str]
     primary = "reply"
 
-    def __post_init__(self):
-        super().__post_init__()
-        object.__setattr__(self, "_reply", parse_reply("reply", self.reply))
-
     def act(self, conn, arg: bytes) -> bool:
         conn.send_reply(self.fill(conn, self._reply, arg))
         return True
@@ -231,7 +230,6 @@ class Disconnect(Fault):
         super().__post_init__()
         if self.mode not in ("reply", "close", "reset"):
             raise _error("mode", "must be reply, close or reset")
-        object.__setattr__(self, "_reply", parse_reply("reply", self.reply))
 
     def act(self, conn, arg: bytes) -> bool:
         if self.mode == "reply":
@@ -273,11 +271,7 @@ class DelayFault(Fault):
     seconds: float = 1.0
     jitter: float = 0.0
     primary = "seconds"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.seconds < 0 or self.jitter < 0:
-            raise _error("seconds" if self.seconds < 0 else "jitter", "must not be negative")
+    minimum = {"seconds": 0, "jitter": 0}
 
     def act(self, conn, arg: bytes) -> bool:
         seconds = self.seconds
@@ -337,6 +331,7 @@ class Split(_Shaper):
     at: str | list[int] = "lines"
     pause: float = 0.0
     primary = "at"
+    minimum = {"pause": 0}
     boundary_sensitive = True
 
     def __post_init__(self):
@@ -347,8 +342,6 @@ class Split(_Shaper):
             if not self.at or any(b <= a for a, b in zip([0, *self.at], self.at)):
                 raise _error("at", "offsets must be increasing and above 0")
             object.__setattr__(self, "at", list(self.at))
-        if self.pause < 0:
-            raise _error("pause", "must not be negative")
 
     def shape(self, conn, actions: list) -> list:
         if self.at == "lines":
@@ -371,14 +364,8 @@ class Tarpit(_Shaper):
     size: int = 1
     interval: float = 1.0
     primary = "size"
+    minimum = {"size": 1, "interval": 0}
     boundary_sensitive = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.size < 1:
-            raise _error("size", "must be 1 or more")
-        if self.interval < 0:
-            raise _error("interval", "must not be negative")
 
     def shape(self, conn, actions: list) -> list:
         return _cut(actions, lambda data: range(self.size, len(data), self.size), self.interval)
@@ -402,12 +389,8 @@ class Glue(_Shaper):
 
     count: int = 2
     primary = "count"
+    minimum = {"count": 2}
     boundary_sensitive = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.count < 2:
-            raise _error("count", "must be 2 or more")
 
     def _fires(self, conn, step: str, arg: bytes) -> bool:
         fired = super()._fires(conn, step, arg)
@@ -455,10 +438,6 @@ class Inject(_Shaper):
 
     reply: str | list[str]
     primary = "reply"
-
-    def __post_init__(self):
-        super().__post_init__()
-        object.__setattr__(self, "_reply", parse_reply("reply", self.reply))
 
     def shape(self, conn, actions: list) -> list:
         extra = replies.render(self.fill(conn, self._reply, b""))
