@@ -73,7 +73,8 @@ class Emulation:
     def add_fault(self, quirk) -> None:
         """Add a fault (any quirk; see L{emulator.faults.parse}) to every
         listener, open connections included, ahead of the profile's quirks.
-        Call it in the reactor thread, or while no session is running."""
+        Safe from a test's thread: each listener's hook table is replaced in
+        one assignment, and a session sees it from its next step on."""
         self.faults.append(quirk)
         self._update_faults()
 

@@ -168,11 +168,11 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         # Start the wait one reactor turn later, so that the reactor writes
         # what came before first: the writes either side of a Delay, even
         # Delay(0), then leave as separate TCP writes (a split reply).
-        reactor = self.factory.reactor
-        deadline = reactor.seconds() + seconds
-        call = reactor.callLater(0, lambda: self._pending.__setitem__(
-            0, reactor.callLater(max(0.0, deadline - reactor.seconds()), self._resume)))
-        self._pending = [call, [], rest]
+        deadline = self._now() + seconds
+        self._pending = [self.factory.reactor.callLater(0, self._wait, deadline), [], rest]
+
+    def _wait(self, deadline: float) -> None:
+        self._pending[0] = self.factory.reactor.callLater(max(0.0, deadline - self._now()), self._resume)
 
     def _resume(self) -> None:
         _, received, rest = self._pending

@@ -438,6 +438,7 @@ class Inject(_Shaper):
 
     reply: str | list[str]
     primary = "reply"
+    boundary_sensitive = True  # its point is sharing the reply's TCP write
 
     def shape(self, conn, actions: list) -> list:
         extra = replies.render(self.fill(conn, self._reply, b""))
