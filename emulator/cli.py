@@ -64,7 +64,9 @@ def cmd_transcript(args) -> int:
 
     transcript = Transcript.from_jsonl(Path(args.file).read_text(encoding="ascii"))
     seed = "" if transcript.seed is None else f" seed {transcript.seed}"
-    print(f"=== session {transcript.session_id} profile {transcript.profile} peer {transcript.peer}{seed}")
+    print(f"=== session {transcript.session_id} profile {transcript.profile} peer {transcript.peer}"
+          + (f" middlebox {transcript.middlebox} upstream {transcript.upstream}" if transcript.middlebox else "")
+          + seed)
     sys.stdout.write(transcript.human())
     return 0
 

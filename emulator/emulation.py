@@ -5,7 +5,9 @@ and the protocol factories for its listeners.
 C{twistd emulator}, C{emulator.testing.start_server} and the fixtures all
 build their listeners here, so a plaintext listener, a STARTTLS listener and
 an implicit-TLS listener of one emulation share messages, transcripts and the
-per-peer memory of quirks.
+per-peer memory of quirks.  With a middlebox (the profile's C{middlebox:}
+section, or C{middlebox=}), every listener serves the middlebox in front of
+the profile; with C{upstream=} too, in front of that real server instead.
 """
 
 from __future__ import annotations
@@ -39,10 +41,16 @@ class Emulation:
     transcripts: TranscriptStore = field(default_factory=TranscriptStore)
     events: EventLog = field(default_factory=EventLog)
     shared: dict = field(default_factory=dict)
+    middlebox: object = None  # an emulator.middlebox.Middlebox; default: the profile's section
+    upstream: str | None = None  # client endpoint of a real server behind the middlebox
     seed: int | None = None
 
     def __post_init__(self):
         self.hostname = self.hostname or self.profile.hostname
+        if self.middlebox is None:
+            self.middlebox = self.profile.sections.get("middlebox")
+        if self.upstream and self.middlebox is None:
+            raise ValueError("an upstream server needs a middlebox in front of it")
         if self.seed is None:
             self.seed = self.profile.seed if self.profile.seed is not None else secrets.randbelow(2**32)
         self.faults: list = []
@@ -64,11 +72,33 @@ class Emulation:
                                tls_context=self.tls_context, implicit_tls=implicit_tls,
                                listener=listener, reactor=reactor)
         self.factories.append(smtp)
+        if self.middlebox is not None:
+            return self._middlebox_factory(smtp, listener, implicit_tls, reactor)
         if not implicit_tls:
             return smtp
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
         return TLSMemoryBIOFactory(self.tls_context, False, smtp)
+
+    def _middlebox_factory(self, smtp: EmulatorFactory, listener: str, implicit_tls: bool, reactor):
+        from emulator.middlebox.edge import EmulatedUpstream, EndpointUpstream, MiddleboxFactory
+
+        if implicit_tls:
+            raise ValueError("a middlebox inspects plaintext SMTP; it cannot stand in front of implicit TLS")
+        if self.upstream:
+            upstream, label = EndpointUpstream(self.upstream, reactor), ""
+        else:
+            upstream, label = EmulatedUpstream(smtp), self.profile.name
+        return MiddleboxFactory(self.middlebox, upstream, transcripts=self.transcripts, events=self.events,
+                                listener=listener, profile=label, reactor=reactor)
+
+    @property
+    def served(self) -> str:
+        """What the listeners serve, for the log: the profile, maybe behind a middlebox."""
+        if self.middlebox is None:
+            return self.profile.name
+        behind = self.upstream or self.profile.name
+        return f"{self.middlebox.type} in front of {behind}"
 
     def add_fault(self, quirk) -> None:
         """Add a fault (any quirk; see L{emulator.faults.parse}) to every

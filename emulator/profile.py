@@ -79,7 +79,7 @@ class Profile:
 # returns the section's object, raising SectionError(key, problem) with the
 # key below the section that is at fault.
 SECTIONS: dict[str, Callable[[Any], Any]] = {}
-_SECTION_MODULES = ("emulator.tlsconfig",)
+_SECTION_MODULES = ("emulator.tlsconfig", "emulator.middlebox")
 
 
 class SectionError(ValueError):
@@ -226,8 +226,9 @@ def _read(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ProfileError(path, "(file)", f"cannot read: {e}") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             raise ProfileError(path, "(file)", "empty file")
@@ -236,9 +237,11 @@ def _read(path: Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ProfileError(path, where, f"not valid YAML: {getattr(e, 'problem', e)}") from None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ProfileError(path, where, f"not valid YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(document, dict):
         raise ProfileError(path, "(file)", "must be a mapping of keys to values")
     _load_sections()
@@ -258,20 +261,25 @@ def _read(path: Path) -> dict:
     return document
 
 
-def _check_nodes(path: Path, node: yaml.Node, key: str) -> None:
-    """Reject duplicate keys, and reply texts that are not quoted (a plain
-    YAML scalar loses trailing spaces and may turn into a number)."""
+def _check_nodes(path: Path, node: yaml.Node, key: str, ancestors: frozenset = frozenset()) -> None:
+    """Reject duplicate keys, recursive aliases, and reply texts that are not
+    quoted (a plain YAML scalar loses trailing spaces and may turn into a number)."""
+    if id(node) in ancestors:
+        raise ProfileError(path, key or "(file)", "recursive YAML alias")
+    inner = ancestors | {id(node)}
     if isinstance(node, yaml.MappingNode):
         seen = set()
         for k, v in node.value:
             name = f"{key}.{k.value}" if key else str(k.value)
+            if not isinstance(k, yaml.ScalarNode):
+                raise ProfileError(path, key or "(file)", "keys must be plain strings")
             if k.value in seen:
                 raise ProfileError(path, name, "duplicate key")
             seen.add(k.value)
-            _check_nodes(path, v, name)
+            _check_nodes(path, v, name, inner)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _check_nodes(path, item, f"{key}[{i}]")
+            _check_nodes(path, item, f"{key}[{i}]", inner)
     elif key.startswith("replies.") and node.style not in ('"', "'"):
         raise ProfileError(path, key, "reply texts must be quoted")
 

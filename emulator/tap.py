@@ -57,6 +57,8 @@ class Options(usage.Options):
         ["tls-cert", None, None, "PEM certificate (chain) that replaces the profile's certificate."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["state-dir", None, None, "Folder for generated certificates and the test CA (default: $XDG_STATE_HOME/legacy-smtp-emulator)."],
+        ["middlebox", None, None, "Firewall in front of the server: a type (pix-mailguard, starttls-intercept, starttls-strip) or a YAML file with type and attributes (default: the profile's middlebox: section, if any)."],
+        ["upstream", None, None, "Proxy mode: a real SMTP server behind --middlebox, as a Twisted client endpoint (e.g. tcp:127.0.0.1:25); --profile is then not served."],
         ["seed", None, None, "Seed of the faults' dice (default: the profile's seed:, else random); transcripts record it.", int],
     ]
     optFlags = [
@@ -110,6 +112,7 @@ class Options(usage.Options):
             self["loaded_profile"] = profiles.load(self["profile"])
         except profiles.ProfileError as e:
             raise usage.UsageError(f"bad profile: {e}") from None
+        _middlebox_options(self)
         tls = self["loaded_profile"].sections["tls"]
         if self["listen-tls"] and not tls.implicit:
             raise usage.UsageError(
@@ -121,13 +124,35 @@ class Options(usage.Options):
                 tls_cert=self["tls-cert"], tls_key=self["tls-key"],
                 store=MessageStore(self["maildir"], fsync=self["fsync"]),
                 transcripts=TranscriptStore(self["transcripts"]),
-                events=EventLog(self["log-format"], sys.stdout), seed=self["seed"])
+                events=EventLog(self["log-format"], sys.stdout),
+                middlebox=self["loaded_middlebox"], upstream=self["upstream"], seed=self["seed"])
         except (ValueError, OSError) as e:
             raise usage.UsageError(f"TLS: {e}") from None
         for fault in self["fault"]:
             self["emulation"].add_fault(fault)
         if self["listen-tls"] and self["emulation"].tls_context is None:
             raise usage.UsageError("--listen-tls needs a certificate: the profile's tls: certificate, or --tls-cert/--tls-key")
+
+
+def _middlebox_options(options: Options) -> None:
+    """Check --middlebox and --upstream and load the middlebox."""
+    from emulator import middlebox
+
+    options["loaded_middlebox"] = None
+    if options["middlebox"]:
+        try:
+            options["loaded_middlebox"] = middlebox.load(options["middlebox"])
+        except profiles.ProfileError as e:
+            raise usage.UsageError(f"bad middlebox: {e}") from None
+    if options["upstream"]:
+        if not options["middlebox"]:
+            raise usage.UsageError("--upstream needs --middlebox: the emulator relays to a real server only through one")
+        try:
+            endpoints.clientFromString(None, options["upstream"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise usage.UsageError(f"--upstream {options['upstream']}: {e}") from None
+    if options["listen-tls"] and (options["loaded_middlebox"] or options["loaded_profile"].sections.get("middlebox")):
+        raise usage.UsageError("--listen-tls: a middlebox inspects plaintext SMTP and cannot front implicit TLS")
 
 
 class ListenerService(StreamServerEndpointService):
@@ -158,6 +183,6 @@ def makeService(options: Options) -> service.MultiService:
         factory = emulation.factory(description, implicit_tls=implicit, reactor=reactor)
         listener = ListenerService(endpoints.serverFromString(reactor, description), factory)
         listener.description = description + (" (implicit TLS)" if implicit else "")
-        listener.profile = emulation.profile.name
+        listener.profile = emulation.served
         listener.setServiceParent(top)
     return top

@@ -168,18 +168,26 @@ class RunningServer:
 
 def start_server(profile, *, maildir=None, transcripts=None, hostname=None, state_dir=None,
                  tls_cert=None, tls_key=None, implicit_tls: bool = False,
-                 interface: str = "127.0.0.1", seed: int | None = None) -> RunningServer:
+                 interface: str = "127.0.0.1", middlebox=None, upstream=None,
+                 seed: int | None = None) -> RunningServer:
     """Start a server for C{profile} on C{interface}, port 0, in the reactor thread.
 
     The profile's C{tls:} section decides about certificates (generated ones
-    are cached in C{state_dir}); C{tls_cert}/C{tls_key} replace them."""
+    are cached in C{state_dir}); C{tls_cert}/C{tls_key} replace them.
+    C{middlebox} (a type name, file or L{emulator.middlebox.Middlebox})
+    stands in front of the profile, or of C{upstream} (a client endpoint)."""
     from emulator.emulation import Emulation
     from emulator.maildir import MessageStore
     from emulator.transcript import TranscriptStore
 
     loaded = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
+    if isinstance(middlebox, str):
+        from emulator.middlebox import load
+
+        middlebox = load(middlebox)
     emulation = Emulation(loaded, hostname=hostname, state_dir=state_dir, tls_cert=tls_cert, tls_key=tls_key,
-                          store=MessageStore(maildir), transcripts=TranscriptStore(transcripts), seed=seed)
+                          store=MessageStore(maildir), transcripts=TranscriptStore(transcripts),
+                          middlebox=middlebox, upstream=upstream, seed=seed)
 
     def listen():
         from twisted.internet import reactor

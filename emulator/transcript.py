@@ -13,17 +13,27 @@ Two forms:
    CRLF line ends are implied; other control bytes are escaped (C{\\r},
    C{\\n}, C{\\t}, C{\\xNN}, C{\\\\}); a line that ends in a single C{\\}
    had no line end in that segment.  Golden files use this form.
+
+A middlebox's transcript (L{emulator.middlebox}) holds both of its legs: a
+record of the leg between the middlebox and the server has C{"leg": "server"}
+in JSON and the arrows C{=>} (middlebox to server) and C{<=} (server to
+middlebox) in the human form; the header names the middlebox and the
+upstream (the emulated server's session id, or the upstream endpoint).
 """
 
 from __future__ import annotations
 
 import json
-import os
+from json.encoder import encode_basestring_ascii as _json_string
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulator.files import write_atomically
+
 _ARROWS = {("c", False): "->", ("s", False): "<-", ("c", True): "~>", ("s", True): "<~"}
+_SERVER_LEG_ARROWS = {"c": "=>", "s": "<="}
+_LEG = {"": "", "server": ', "leg": "server"'}  # JSON of a record's leg
 _ESCAPES = {0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}
 _PRINTABLE = {b: chr(b) for b in range(0x20, 0x7F) if b != 0x5C}
 
@@ -36,6 +46,7 @@ class Record:
     tls: bool = False
     event: str = ""
     fields: dict = field(default_factory=dict)
+    leg: str = ""  # "server": between a middlebox and the server
 
 
 @dataclass
@@ -48,6 +59,8 @@ class Transcript:
     started: float = 0.0
     listener: str = ""
     records: list[Record] = field(default_factory=list)
+    middlebox: str = ""
+    upstream: str = ""
     seed: int | None = None  # the seed of the quirks' dice: the run replays with it
 
     def received(self, t: float, data: bytes, tls: bool = False) -> None:
@@ -56,14 +69,18 @@ class Transcript:
     def sent(self, t: float, data: bytes, tls: bool = False) -> None:
         self.records.append(Record(t - self.started, "s", data, tls))
 
+    def server_leg(self, t: float, dir: str, data: bytes) -> None:
+        """Bytes on a middlebox's server leg: C{dir} "c" to the server, "s" from it."""
+        self.records.append(Record(t - self.started, dir, data, leg="server"))
+
     def event(self, t: float, name: str, /, **fields) -> None:
         self.records.append(Record(t - self.started, "event", event=name, fields=fields))
 
     def client_bytes(self) -> bytes:
-        return b"".join(r.data for r in self.records if r.dir == "c")
+        return b"".join(r.data for r in self.records if r.dir == "c" and not r.leg)
 
     def server_bytes(self) -> bytes:
-        return b"".join(r.data for r in self.records if r.dir == "s")
+        return b"".join(r.data for r in self.records if r.dir == "s" and not r.leg)
 
     def events(self, name: str | None = None) -> list[Record]:
         return [r for r in self.records if r.dir == "event" and (name is None or r.event == name)]
@@ -75,13 +92,15 @@ class Transcript:
     def to_jsonl(self) -> str:
         header = {"session": self.session_id, "profile": self.profile, "peer": self.peer,
                   "started": self.started, "listener": self.listener, "seed": self.seed}
+        if self.middlebox:
+            header.update(middlebox=self.middlebox, upstream=self.upstream)
         lines = [json.dumps(header)]
         for r in self.records:
             if r.dir == "event":
                 lines.append(json.dumps({"t": round(r.t, 6), "event": r.event, **r.fields}))
-            else:
-                lines.append(json.dumps({"t": round(r.t, 6), "dir": r.dir, "tls": r.tls,
-                                         "data": r.data.decode("latin-1")}))
+            else:  # the hot path: formatted directly, the string escaped by json's C encoder
+                lines.append(f'{{"t": {r.t:.6f}, "dir": "{r.dir}", "tls": {"true" if r.tls else "false"}, '
+                             f'"data": {_json_string(r.data.decode("latin-1"))}{_LEG[r.leg]}}}')
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -89,13 +108,16 @@ class Transcript:
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         header = rows[0]
         transcript = cls(header["session"], header.get("profile", ""), header.get("peer", ""),
-                         header.get("started", 0.0), header.get("listener", ""), seed=header.get("seed"))
+                         header.get("started", 0.0), header.get("listener", ""),
+                         middlebox=header.get("middlebox", ""), upstream=header.get("upstream", ""),
+                         seed=header.get("seed"))
         for row in rows[1:]:
             if "event" in row:
                 fields = {k: v for k, v in row.items() if k not in ("t", "event")}
                 transcript.records.append(Record(row["t"], "event", event=row["event"], fields=fields))
             else:
-                transcript.records.append(Record(row["t"], row["dir"], row["data"].encode("latin-1"), row["tls"]))
+                transcript.records.append(Record(row["t"], row["dir"], row["data"].encode("latin-1"), row["tls"],
+                                                 leg=row.get("leg", "")))
         return transcript
 
 
@@ -103,7 +125,7 @@ def human_record(record: Record) -> str:
     if record.dir == "event":
         fields = " ".join(f"{k}={v}" for k, v in record.fields.items())
         return f"=== {record.event}{' ' + fields if fields else ''}\n"
-    arrow = _ARROWS[record.dir, record.tls]
+    arrow = _SERVER_LEG_ARROWS[record.dir] if record.leg else _ARROWS[record.dir, record.tls]
     out = []
     for line in record.data.splitlines(keepends=True):
         if line.endswith(b"\r\n") and b"\r" not in line[:-2] and b"\n" not in line[:-2]:
@@ -128,7 +150,8 @@ class TranscriptStore:
         self.recent: deque[Transcript] = deque(maxlen=keep)
         self.open: dict[str, Transcript] = {}
         if self.folder:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / ".tmp").mkdir(parents=True, exist_ok=True)
+            self._folder, self._tmp = str(self.folder), str(self.folder / ".tmp")
 
     def begin(self, transcript: Transcript) -> None:
         self.open[transcript.session_id] = transcript
@@ -137,10 +160,8 @@ class TranscriptStore:
         self.open.pop(transcript.session_id, None)
         self.recent.append(transcript)
         if self.folder:
-            path = self.folder / f"{transcript.session_id}.jsonl"
-            tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text(transcript.to_jsonl(), encoding="ascii")
-            os.replace(tmp, path)
+            write_atomically(self._tmp, self._folder, f"{transcript.session_id}.jsonl",
+                             transcript.to_jsonl().encode("ascii"))
 
     def all(self) -> list[Transcript]:
         return list(self.recent) + list(self.open.values())

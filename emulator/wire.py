@@ -96,6 +96,7 @@ class ServerConnection:
         self._ignoring = False
         self.step = ""  # what is being answered: CONNECT, a verb or DATA_END
         self.steps = 0  # how many steps the connection has had
+        self._hello_checked = False
 
     # -- the host's side -------------------------------------------------
 
@@ -110,11 +111,15 @@ class ServerConnection:
         """Bytes from the peer, in whatever pieces the network gave them."""
         if self.phase is Phase.CLOSED or self.phase is Phase.TLS_PENDING or self._ignoring:
             return self._flush()
-        if not self._buffer and not self.session.counts and _looks_like_client_hello(data):
-            self._client_hello()
-            if self._ignoring:
-                return self._flush()
         self._buffer += data
+        if not self._hello_checked and len(self._buffer) >= 3:
+            # Looked at once, on the first three bytes however they arrived.
+            self._hello_checked = True
+            if not self.session.counts and _looks_like_client_hello(self._buffer):
+                self._client_hello()
+                if self._ignoring:
+                    self._buffer.clear()
+                    return self._flush()
         self._process()
         return self._flush()
 

@@ -6,6 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Example counts live here, not in the tests, so that `make fuzz` (the
+# "fuzz" profile) really runs the same properties for long; CI is reproducible.
+settings.register_profile("default", max_examples=200)
+settings.register_profile("ci", max_examples=200, derandomize=True)
+settings.register_profile("fuzz", max_examples=1_000_000, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -54,8 +54,11 @@ def test_message_is_in_new_before_250_is_written(tmp_path):
     (path,) = seen["files"]
     assert path.read_bytes() == b"hello\r\n"
     assert list((tmp_path / "maildir" / "tmp").iterdir()) == []
-    envelope = (tmp_path / "maildir" / "envelopes" / f"{path.name}.json").read_text()
-    assert '"sender": "a@b"' in envelope and '"profile": "ims55sp4"' in envelope
+    import json
+
+    (envelope,) = [json.loads(line) for line in (tmp_path / "maildir" / "envelopes.jsonl").read_text().splitlines()]
+    assert envelope["name"] == path.name
+    assert (envelope["sender"], envelope["recipients"], envelope["profile"]) == ("a@b", ["c@d"], "ims55sp4")
 
 
 def test_storage_failure_is_answered_451_and_logged(tmp_path):
@@ -110,7 +113,7 @@ def test_transcript_records_segments_and_is_written_on_close(tmp_path):
     proto.dataReceived(b"HELO c\r\nNO")
     proto.dataReceived(b"OP\r\n")
     proto.connectionLost(None)
-    (path,) = (tmp_path / "transcripts").iterdir()
+    (path,) = (tmp_path / "transcripts").glob("*.jsonl")
     from emulator.transcript import Transcript
 
     loaded = Transcript.from_jsonl(path.read_text())
@@ -152,3 +155,32 @@ def test_delay_pauses_reading_and_keeps_order(chunks, monkeypatch):
     reactor.advance(2.0)
     assert transport.value() == b"250 OK\r\n250 OK\r\n"
     assert transport.producerState == "producing"
+
+
+def test_a_handshake_that_never_completes_is_given_up():
+    """A client that says STARTTLS and then never finishes the handshake is cut off after the
+    profile's handshake_timeout, and the transcript says why."""
+    from zope.interface import implementer
+    from twisted.internet.interfaces import ITLSTransport
+
+    @implementer(ITLSTransport)
+    class TLSStringTransport(StringTransport):
+        def startTLS(self, context):
+            self.tls_context = context
+
+        def abortConnection(self):
+            self.aborted = True
+
+    reactor = Reactor()
+    factory = EmulatorFactory(Server(profiles.load("ims55sp4-cert"), tls_available=True), reactor=reactor,
+                              events=EventLog("json", stream=_Sink()), tls_context=object())
+    proto = factory.buildProtocol(None)
+    transport = TLSStringTransport()
+    proto.makeConnection(transport)
+    proto.dataReceived(b"EHLO c\r\nSTARTTLS\r\n")
+    assert transport.tls_context is factory.tls_context
+    reactor.advance(29)
+    assert not getattr(transport, "aborted", False)
+    reactor.advance(2)
+    assert transport.aborted
+    assert proto.transcript.events("tls_failed")[0].fields == {"reason": "handshake timeout"}

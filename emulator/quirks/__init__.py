@@ -94,13 +94,14 @@ def attribute(f: dataclasses.Field) -> str:
     return f.name[:-1] if f.name.endswith("_") else f.name
 
 
-def register(name: str):
-    """Class decorator: make a frozen dataclass of the class and file it as C{name}."""
+def register(name: str, registry: dict | None = None):
+    """Class decorator: make a frozen dataclass of the class and file it as
+    C{name} (in the quirk registry, or in C{registry})."""
 
     def decorate(cls):
         cls = dataclasses.dataclass(frozen=True)(cls)
         cls.type = name
-        _REGISTRY[name] = cls
+        (_REGISTRY if registry is None else registry)[name] = cls
         return cls
 
     return decorate
@@ -120,16 +121,20 @@ class QuirkError(ValueError):
         self.key = key
 
 
-def build(entry: dict) -> Quirk:
-    """Build a quirk from C{{type, attributes}}, or raise L{QuirkError}."""
+def build(entry: dict, registry: dict | None = None, kind: str = "quirk") -> Quirk:
+    """Build a quirk from C{{type, attributes}}, or raise L{QuirkError}.
+
+    Another registry of attribute dataclasses (middleboxes) is built the same
+    way by passing it, with the noun its messages use."""
     _load_builtin()
+    registry = _REGISTRY if registry is None else registry
     unknown = set(entry) - {"type", "attributes"}
     if unknown:
-        raise QuirkError(sorted(unknown)[0], "unknown key (a quirk has 'type' and 'attributes')")
+        raise QuirkError(sorted(unknown)[0], f"unknown key (a {kind} has 'type' and 'attributes')")
     name = entry.get("type")
-    cls = _REGISTRY.get(name) if isinstance(name, str) else None
+    cls = registry.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise QuirkError("type", f"unknown quirk type {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+        raise QuirkError("type", f"unknown {kind} type {name!r}; known: {', '.join(sorted(registry))}")
     attributes = entry.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise QuirkError("attributes", "must be a mapping")

@@ -202,17 +202,16 @@ def test_starttls_inject_smtplib_discards_the_injected_reply(serve):
 
 
 def test_starttls_stripped_smtplib_refuses_and_sends_no_credentials(serve):
-    """starttls-stripped: no STARTTLS in EHLO, so smtplib.starttls() raises before sending anything;
-    a client that stops there leaves no credentials event in the transcript."""
+    """starttls-stripped: the firewall hides STARTTLS, so smtplib.starttls() raises before sending
+    anything; a client that stops there leaves no credentials event in the server's transcript."""
     server = serve("starttls-stripped")
     with client(server) as smtp:
         smtp.ehlo()
         assert not smtp.has_extn("starttls")
         with pytest.raises(smtplib.SMTPNotSupportedError):
             smtp.starttls(context=tls_context(server))
-        assert smtp.docmd("STARTTLS") == (500, b"Unrecognized command")
-    transcript = server.transcripts[-1]
-    assert transcript.events("credentials") == [] and not transcript.events("tls_starting")
+    assert server.transcripts and not any(t.events("credentials") or t.events("tls_starting")
+                                          for t in server.transcripts)
 
 
 def test_credentials_sent_in_the_clear_are_recorded(serve):
@@ -221,9 +220,9 @@ def test_credentials_sent_in_the_clear_are_recorded(serve):
     with client(server) as smtp:
         smtp.ehlo()
         smtp.docmd("AUTH", PLAIN)
-    assert [e.fields for e in session(server, "credentials").events("credentials")] == [
-        {"verb": "AUTH", "tls": False}]
-    assert "-> AUTH PLAIN AHVzZXIAc2VjcmV0\n=== credentials verb=AUTH tls=False" in server.transcripts[-1].human()
+    transcript = session(server, "credentials")
+    assert [e.fields for e in transcript.events("credentials")] == [{"verb": "AUTH", "tls": False}]
+    assert "-> AUTH PLAIN AHVzZXIAc2VjcmV0\n=== credentials verb=AUTH tls=False" in transcript.human()
 
 
 def test_credentials_inside_tls_are_recorded_as_such(serve):

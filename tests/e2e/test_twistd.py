@@ -70,6 +70,10 @@ def test_bad_profile_never_starts_a_server(tmp_path):
     (["--log-format", "xml"], "--log-format must be text or json"),
     (["--fsync"], "--fsync needs --maildir"),
     (["--hostname", "bad host"], "is not a host name"),
+    (["--tls-cert", "c.pem"], "--tls-cert and --tls-key go together"),
+    (["--tls-cert", "nosuch.pem", "--tls-key", "nosuch.key"], "nosuch.pem"),
+    (["--listen-tls", "tcp:4650"], "never offered TLS from the first byte"),
+    (["--profile", "netscape-ms", "--listen-tls", "tcp:4650", "--tls-cert", "c.pem"], "go together"),
 ])
 def test_bad_option_combinations_are_rejected(tmp_path, args, message):
     """postOptions rejects bad values and combinations before anything listens."""
@@ -83,7 +87,7 @@ def test_help_documents_every_option(tmp_path):
     result = subprocess.run([*TWISTD, "emulator", "--help"],
                             capture_output=True, text=True, cwd=tmp_path)
     for option in ("--profile=", "--listen=", "--hostname=", "--transcripts=", "--maildir=",
-                   "--log-format=", "--fsync"):
+                   "--log-format=", "--fsync", "--tls-cert=", "--tls-key=", "--state-dir=", "--listen-tls="):
         assert option in result.stdout
 
 
@@ -95,3 +99,29 @@ def test_listen_defaults_to_loopback():
     assert loopback_default("tcp:2525") == "tcp:2525:interface=127.0.0.1"
     assert loopback_default("tcp:25:interface=192.0.2.1") == "tcp:25:interface=192.0.2.1"
     assert loopback_default("unix:/tmp/s") == "unix:/tmp/s"
+
+
+def test_tls_cert_option_gives_sp4_a_working_starttls(tmp_path):
+    """--tls-cert/--tls-key (the aiosmtpd/Mailpit/swaks names) bind a certificate: ims55sp4 then
+    advertises STARTTLS and smtplib completes it against the user's CA."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("mail.example.test")
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "pair.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    port = free_port_via_bind_zero()
+    proc = twistd("--profile", "ims55sp4", "--listen", f"tcp:{port}", "--tls-cert", "pair.pem",
+                  "--tls-key", "pair.pem", "--state-dir", "state", cwd=tmp_path)
+    try:
+        wait_for_banner(port)
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client._host = "mail.example.test"
+            client.starttls(context=ssl.create_default_context(cafile=str(tmp_path / "ca.pem")))
+            client.sendmail("a@example.org", ["b@example.test"], b"Subject: x\r\n\r\nsecure\r\n")
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=20)[0]
+    assert f"listening on 127.0.0.1:{port}" in output

@@ -1,0 +1,93 @@
+"""Firewalls and STARTTLS: answering it themselves, or hiding it."""
+
+from __future__ import annotations
+
+from dataclasses import field
+
+from emulator import replies
+from emulator.middlebox import Middlebox, invalid, register
+
+
+@register("starttls-intercept")
+class StartTLSIntercept(Middlebox):
+    """A firewall that answers the client's C{STARTTLS} itself and never
+    passes it on, then passes the client's TLS handshake to a server that
+    never agreed to TLS: the handshake fails and no mail flows.
+
+    Source: KB Q237327: "the firewall may respond to the STARTTLS command
+    itself, instead of passing the command to the server. This causes the
+    client to use encryption, even though the server is not configured to
+    support it. As a result, the client is unable to send messages across
+    the connection. This behavior is known to occur with the Cisco PIX
+    Firewall and Secure Computing Sidewinder"; legacy-behaviour.md 3.4 and
+    6.2.  The firewall's own reply text is unsourced [P].  After the reply
+    the relay passes bytes unexamined both ways: the server reads the
+    ClientHello as command bytes, and its plaintext reply breaks the
+    client's handshake.
+
+    @ivar reply: what the firewall answers to STARTTLS, with its code.
+    """
+
+    reply: str = "220 Ready to start TLS"
+
+    def __post_init__(self):
+        try:
+            parsed = replies.parse(self.reply)
+        except replies.ReplyError as e:
+            raise invalid("reply", str(e)) from None
+        if "{" in self.reply or "}" in self.reply:
+            raise invalid("reply", "is literal text: a middlebox fills in no {fields}")
+        object.__setattr__(self, "_bytes", replies.render(parsed))
+
+    def on_command(self, relay, verb: str, line: bytes) -> bytes | None:
+        if verb != "STARTTLS":
+            return line
+        relay.answer(self._bytes)
+        relay.tunnel()
+        return None
+
+
+@register("starttls-strip")
+class StartTLSStrip(Middlebox):
+    """Cisco ASA C{inspect esmtp} with its default C{no allow-tls}: "The
+    STARTTLS indication is removed from the session connection attempt,
+    forcing the client and server to negotiate a plain text session" (ASA
+    CLI configuration guide, default C{_default_esmtp_map};
+    legacy-behaviour.md 3.2).  A STARTTLS the client sends anyway passes.
+
+    @ivar keywords: the EHLO keywords hidden (C{TLS} was the old draft's).
+    @ivar how: C{remove} the keyword lines (the guide's "removed"), or
+        C{mask} them in place with C{X} of the same length (the ASA's
+        C{mask} action for other EHLO parameters) [P].
+    """
+
+    keywords: list[str] = field(default_factory=lambda: ["STARTTLS"])
+    how: str = "remove"
+
+    def __post_init__(self):
+        if self.how not in ("remove", "mask"):
+            raise invalid("how", f"must be remove or mask, not {self.how!r}")
+        object.__setattr__(self, "_hidden", frozenset(k.upper() for k in self.keywords))
+
+    def on_reply(self, relay, command: str, reply: bytes) -> bytes:
+        if command != "EHLO" or reply[:1] != b"2":
+            return reply
+        lines = reply.splitlines(keepends=True)
+        kept = lines[:1]
+        for line in lines[1:]:
+            text = line[4:].rstrip(b"\r\n")
+            if (text.split(None, 1)[0].decode("latin-1").upper() if text.strip() else "") not in self._hidden:
+                kept.append(line)
+                continue
+            relay.event("ehlo_keyword_hidden", keyword=text.decode("latin-1"), how=self.how)
+            if self.how == "mask":
+                kept.append(line[:4] + b"X" * len(text) + line[4 + len(text):])
+        if self.how == "remove":  # the new last line ends the reply (RFC 5321 4.2.1)
+            kept = [_separated(line, i == len(kept) - 1) for i, line in enumerate(kept)]
+        return b"".join(kept)
+
+
+def _separated(line: bytes, last: bool) -> bytes:
+    if line[3:4] not in (b"-", b" "):
+        return line
+    return line[:3] + (b" " if last else b"-") + line[4:]
