@@ -8,7 +8,7 @@ import ssl
 import pytest
 
 from emulator.faults import parse
-from emulator.testing import ReactorThread, start_server
+from emulator.testing import ReactorThread
 
 pytestmark = pytest.mark.e2e
 
@@ -25,19 +25,16 @@ def state_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def serve(tmp_path, state_dir):
-    running = []
+def faulty(serve, tmp_path, state_dir):
+    """start(profile, *faults): a server with a Maildir and the faults added at run time."""
 
-    def start(profile="ims55sp4", *faults, **kwargs):
-        server = start_server(profile, maildir=tmp_path / "maildir", state_dir=state_dir, **kwargs)
+    def start(profile, *faults):
+        server = serve(profile, maildir=tmp_path / "maildir", state_dir=state_dir)
         for spec in faults:
             server.emulation.add_fault(parse(spec))
-        running.append(server)
         return server
 
-    yield start
-    for server in running:
-        server.stop()
+    return start
 
 
 def client(server, **kwargs):
@@ -68,9 +65,9 @@ def session(server, event):
 # -- retries -----------------------------------------------------------------------
 
 
-def test_smtplib_retries_until_the_third_delivery_is_accepted(serve, tmp_path):
+def test_smtplib_retries_until_the_third_delivery_is_accepted(faulty, tmp_path):
     """data_end 451 times=2 scope=peer: two connections are refused after DATA, the third is delivered once."""
-    server = serve("ims55sp4", "data_end:reply=451 4.3.0 Try again later:times=2:scope=peer")
+    server = faulty("ims55sp4", "data_end:reply=451 4.3.0 Try again later:times=2:scope=peer")
     outcomes = []
     for _ in range(5):  # the client's retry loop, bounded
         with client(server) as smtp:
@@ -116,9 +113,9 @@ def spy_on_server_socket(server):
     return ReactorThread.call(install)
 
 
-def test_split_lines_is_one_send_per_line_on_the_server_socket(serve):
+def test_split_lines_is_one_send_per_line_on_the_server_socket(faulty):
     """split=lines, pause 0: the EHLO reply leaves through six send() calls, one line each."""
-    server = serve("ims55sp4", "ehlo:split=lines")
+    server = faulty("ims55sp4", "ehlo:split=lines")
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         assert read_until(sock, b"\r\n") == [BANNER]
         spy = spy_on_server_socket(server)
@@ -127,26 +124,26 @@ def test_split_lines_is_one_send_per_line_on_the_server_socket(serve):
     assert ReactorThread.call(lambda: list(spy.sent)) == EHLO.splitlines(keepends=True)
 
 
-def test_split_lines_with_a_pause_gives_the_client_one_recv_per_line(serve):
+def test_split_lines_with_a_pause_gives_the_client_one_recv_per_line(faulty):
     """split=lines:pause=0.2: a client's recv() returns each EHLO line on its own (what one-recv scanners see)."""
-    server = serve("ims55sp4", "ehlo:split=lines:pause=0.2")
+    server = faulty("ims55sp4", "ehlo:split=lines:pause=0.2")
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         read_until(sock, b"\r\n")
         sock.sendall(b"EHLO client.example\r\n")
         assert read_until(sock, b"250 SIZE 0\r\n") == EHLO.splitlines(keepends=True)
 
 
-def test_smtplib_reads_a_split_ehlo_reply_whole(serve):
+def test_smtplib_reads_a_split_ehlo_reply_whole(faulty):
     """smtplib reads line by line, so a split EHLO reply still gives it every keyword."""
-    server = serve("ims55sp4", "ehlo:split=lines:pause=0.05")
+    server = faulty("ims55sp4", "ehlo:split=lines:pause=0.05")
     with client(server) as smtp:
         code, _ = smtp.ehlo()
         assert code == 250 and smtp.has_extn("size") and smtp.has_extn("etrn")
 
 
-def test_glue_sends_the_greeting_and_the_ehlo_reply_in_one_segment(serve):
+def test_glue_sends_the_greeting_and_the_ehlo_reply_in_one_segment(faulty):
     """connect:glue: a client that sends EHLO at once gets banner and EHLO reply in its first recv()."""
-    server = serve("ims55sp4", "connect:glue")
+    server = faulty("ims55sp4", "connect:glue")
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(b"EHLO client.example\r\n")
         assert read_until(sock, b"250 SIZE 0\r\n") == [BANNER + EHLO]
@@ -157,9 +154,9 @@ def test_glue_sends_the_greeting_and_the_ehlo_reply_in_one_segment(serve):
     ("close", b""),
     ("reset", ConnectionResetError),
 ])
-def test_disconnect_modes_on_the_wire(serve, mode, expect):
+def test_disconnect_modes_on_the_wire(faulty, mode, expect):
     """disconnect at HELO: 421 then FIN, a bare FIN, or a TCP reset (recv raises ECONNRESET)."""
-    server = serve("ims55sp4", f"helo:disconnect={mode}")
+    server = faulty("ims55sp4", f"helo:disconnect={mode}")
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         read_until(sock, b"\r\n")
         sock.sendall(b"HELO client.example\r\n")
@@ -173,9 +170,9 @@ def test_disconnect_modes_on_the_wire(serve, mode, expect):
         assert data == expect  # and then end of stream
 
 
-def test_smtplib_sees_a_reset_as_a_disconnect(serve):
+def test_smtplib_sees_a_reset_as_a_disconnect(faulty):
     """smtplib turns a reset during MAIL into an exception; nothing is delivered."""
-    server = serve("ims55sp4", "mail:disconnect=reset")
+    server = faulty("ims55sp4", "mail:disconnect=reset")
     with pytest.raises((smtplib.SMTPServerDisconnected, ConnectionResetError)):
         with client(server) as smtp:
             smtp.sendmail("a@example.org", ["b@example.test"], b"x\r\n")
@@ -185,10 +182,10 @@ def test_smtplib_sees_a_reset_as_a_disconnect(serve):
 # -- STARTTLS attack personas ------------------------------------------------------------
 
 
-def test_starttls_inject_smtplib_discards_the_injected_reply(serve):
+def test_starttls_inject_smtplib_discards_the_injected_reply(faulty):
     """starttls-inject: the 220 and the injected EHLO reply share one write; smtplib drops the
     injected bytes with its plaintext reader, and its EHLO inside TLS gets the server's real reply."""
-    server = serve("starttls-inject")
+    server = faulty("starttls-inject")
     with client(server) as smtp:
         smtp.ehlo()
         assert smtp.starttls(context=tls_context(server))[0] == 220
@@ -201,10 +198,10 @@ def test_starttls_inject_smtplib_discards_the_injected_reply(serve):
                      b"250 AUTH PLAIN LOGIN\r\n")
 
 
-def test_starttls_stripped_smtplib_refuses_and_sends_no_credentials(serve):
+def test_starttls_stripped_smtplib_refuses_and_sends_no_credentials(faulty):
     """starttls-stripped: the firewall hides STARTTLS, so smtplib.starttls() raises before sending
     anything; a client that stops there leaves no credentials event in the server's transcript."""
-    server = serve("starttls-stripped")
+    server = faulty("starttls-stripped")
     with client(server) as smtp:
         smtp.ehlo()
         assert not smtp.has_extn("starttls")
@@ -214,9 +211,9 @@ def test_starttls_stripped_smtplib_refuses_and_sends_no_credentials(serve):
                                           for t in server.transcripts)
 
 
-def test_credentials_sent_in_the_clear_are_recorded(serve):
+def test_credentials_sent_in_the_clear_are_recorded(faulty):
     """A careless client that sends AUTH anyway after the downgrade shows as credentials tls=False."""
-    server = serve("starttls-stripped")
+    server = faulty("starttls-stripped")
     with client(server) as smtp:
         smtp.ehlo()
         smtp.docmd("AUTH", PLAIN)
@@ -225,9 +222,9 @@ def test_credentials_sent_in_the_clear_are_recorded(serve):
     assert "-> AUTH PLAIN AHVzZXIAc2VjcmV0\n=== credentials verb=AUTH tls=False" in transcript.human()
 
 
-def test_credentials_inside_tls_are_recorded_as_such(serve):
+def test_credentials_inside_tls_are_recorded_as_such(faulty):
     """The same AUTH line after STARTTLS is credentials tls=True."""
-    server = serve("ims55sp4-cert")
+    server = faulty("ims55sp4-cert")
     with client(server) as smtp:
         smtp.starttls(context=tls_context(server))
         smtp.ehlo()
@@ -240,10 +237,10 @@ def test_credentials_inside_tls_are_recorded_as_such(serve):
     ("ims55sp4-cert", ("starttls:reply=502 5.5.1 Command not implemented",), 502),
     ("ims55sp2", (), 554),
 ])
-def test_starttls_refused_smtplib_raises_and_stays_in_plaintext(serve, profile, faults, code):
+def test_starttls_refused_smtplib_raises_and_stays_in_plaintext(faulty, profile, faults, code):
     """STARTTLS advertised but answered 454/502/554: smtplib raises SMTPResponseException and
     does not switch; whether to continue in plaintext is left to the application."""
-    server = serve(profile, *faults)
+    server = faulty(profile, *faults)
     with client(server) as smtp:
         smtp.ehlo()
         assert smtp.has_extn("starttls")
@@ -267,10 +264,10 @@ def _scan(server):
             return read_until(tls, b"\r\n")[0].splitlines()[0]
 
 
-def test_starttls_plaintext_leak_is_found_by_a_scanner_and_smtplib_is_unaffected(serve):
+def test_starttls_plaintext_leak_is_found_by_a_scanner_and_smtplib_is_unaffected(faulty):
     """starttls-plaintext-leak answers the NOOP pipelined after STARTTLS inside TLS (CVE-2011-0411);
     the fixed server answers only what came inside TLS; smtplib never pipelines there, so it works."""
-    leaky, safe = serve("starttls-plaintext-leak"), serve("ims55sp4-cert")
+    leaky, safe = faulty("starttls-plaintext-leak"), serve("ims55sp4-cert")
     assert _scan(leaky) == b"250 OK"  # the leaked NOOP's reply comes first
     assert _scan(safe) == b"214-Commands:"
     assert session(leaky, "starttls_plaintext_kept").events("starttls_plaintext_kept")[0].fields == {"bytes": 6}
