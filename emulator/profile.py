@@ -79,7 +79,7 @@ class Profile:
 # returns the section's object, raising SectionError(key, problem) with the
 # key below the section that is at fault.
 SECTIONS: dict[str, Callable[[Any], Any]] = {}
-_SECTION_MODULES = ("emulator.tlsconfig", "emulator.middlebox")
+_SECTION_MODULES = ("emulator.tlsconfig", "emulator.auth", "emulator.middlebox")
 
 
 class SectionError(ValueError):

@@ -17,7 +17,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import endpoints
 from twisted.python import usage
 
-from emulator import profile as profiles
+from emulator import auth, profile as profiles
 from emulator.emulation import Emulation
 from emulator.maildir import MessageStore
 from emulator.protocol import EventLog, log
@@ -70,6 +70,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["listen-tls"] = []
         self["fault"] = []
+        self["accounts"] = []
 
     def opt_listen_tls(self, endpoint: str) -> None:
         """Server endpoint where TLS starts with the connection (SMTPS, e.g. tcp:4650); only for profiles whose product offered it (tls: implicit: true)"""
@@ -87,6 +88,13 @@ class Options(usage.Options):
     def opt_listen(self, endpoint: str) -> None:
         """Server endpoint, e.g. tcp:2525 (repeatable; 127.0.0.1 unless an interface is named) [default: tcp:2525:interface=127.0.0.1]"""
         self["listen"].append(loopback_default(endpoint))
+
+    def opt_account(self, account: str) -> None:
+        """Account added to the profile's, user:password or 'DOMAIN\\user:password' (repeatable)."""
+        try:
+            self["accounts"].append(auth.parse_account(account))
+        except ValueError as e:  # never echo the argument: it holds a password
+            raise usage.UsageError(f"--account: {e}") from None
 
     def postOptions(self) -> None:
         if not self["listen"] and not self["listen-tls"]:
@@ -112,6 +120,9 @@ class Options(usage.Options):
             self["loaded_profile"] = profiles.load(self["profile"])
         except profiles.ProfileError as e:
             raise usage.UsageError(f"bad profile: {e}") from None
+        if self["accounts"] and not set(auth.VERBS) & set(self["loaded_profile"].commands):
+            raise usage.UsageError(f"--account: profile {self['profile']} has no AUTH or XAUTH")
+        self["loaded_profile"] = auth.with_accounts(self["loaded_profile"], self["accounts"])
         _middlebox_options(self)
         tls = self["loaded_profile"].sections["tls"]
         if self["listen-tls"] and not tls.implicit:

@@ -12,7 +12,7 @@ L{Transcript} the network host records, so a test reads like a session::
 
 from __future__ import annotations
 
-from emulator import profile as profiles
+from emulator import auth, profile as profiles
 from emulator.actions import Close, Delay, Deliver, Event, Message, Send, StartTLS
 from emulator.transcript import Transcript
 from emulator.wire import Server, ServerConnection
@@ -26,14 +26,17 @@ class Harness:
     @ivar messages: messages the server accepted (as L{Message}).
     @ivar closed: the server closed the connection (C{"close"} or C{"abort"}).
     @ivar tls_pending: the server asked for a TLS handshake; call L{handshake}.
+
+    C{accounts} are added to the profile's (C{"user:password"},
+    C{"DOMAIN\\user:password"} or L{emulator.ntlm.Account}), as
+    C{--account} does.
     """
 
     def __init__(self, profile, *, tls_available: bool = False, peer=("192.0.2.10", 1025),
                  hostname: str | None = None, server: Server | None = None, session_id: str = "s1",
-                 seed: int = 0, faults=()):
+                 accounts=(), seed: int = 0, faults=()):
         if server is None:
-            loaded = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
-            server = Server(loaded, hostname=hostname, tls_available=tls_available, seed=seed)
+            server = Server(_load(profile, accounts), hostname=hostname, tls_available=tls_available, seed=seed)
             server.set_faults(faults)
         self.server = server
         self.conn = ServerConnection(server, peer=peer, session_id=session_id, date=DATE)
@@ -166,27 +169,33 @@ class RunningServer:
         ReactorThread.call(self._port.stopListening)
 
 
+def _load(profile, accounts=()) -> profiles.Profile:
+    """A profile given by name, path or as loaded, with C{accounts} added."""
+    loaded = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
+    return auth.with_accounts(loaded, accounts)
+
+
 def start_server(profile, *, maildir=None, transcripts=None, hostname=None, state_dir=None,
                  tls_cert=None, tls_key=None, implicit_tls: bool = False,
-                 interface: str = "127.0.0.1", middlebox=None, upstream=None,
+                 interface: str = "127.0.0.1", middlebox=None, upstream=None, accounts=(),
                  seed: int | None = None) -> RunningServer:
     """Start a server for C{profile} on C{interface}, port 0, in the reactor thread.
 
     The profile's C{tls:} section decides about certificates (generated ones
     are cached in C{state_dir}); C{tls_cert}/C{tls_key} replace them.
     C{middlebox} (a type name, file or L{emulator.middlebox.Middlebox})
-    stands in front of the profile, or of C{upstream} (a client endpoint)."""
+    stands in front of the profile, or of C{upstream} (a client endpoint).
+    C{accounts} are added to the profile's, as for L{Harness}."""
     from emulator.emulation import Emulation
     from emulator.maildir import MessageStore
     from emulator.transcript import TranscriptStore
 
-    loaded = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
     if isinstance(middlebox, str):
         from emulator.middlebox import load
 
         middlebox = load(middlebox)
-    emulation = Emulation(loaded, hostname=hostname, state_dir=state_dir, tls_cert=tls_cert, tls_key=tls_key,
-                          store=MessageStore(maildir), transcripts=TranscriptStore(transcripts),
+    emulation = Emulation(_load(profile, accounts), hostname=hostname, state_dir=state_dir, tls_cert=tls_cert,
+                          tls_key=tls_key, store=MessageStore(maildir), transcripts=TranscriptStore(transcripts),
                           middlebox=middlebox, upstream=upstream, seed=seed)
 
     def listen():

@@ -16,8 +16,10 @@ replies by name, and quirks (L{emulator.quirks}) bend the rest.
 
 from __future__ import annotations
 
+import os
 import string
 from dataclasses import dataclass, field
+from typing import Callable
 
 from emulator import commands, quirks, replies
 from emulator.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
@@ -41,6 +43,13 @@ class Server:
     per-peer state of KB Q279214); C{reset()} clears it between tests.
     C{seed} feeds every seeded decision of the quirks (fault probabilities,
     jitter), so a run replays exactly; L{set_faults} adds quirks at run time.
+
+    C{random_bytes(n)} is where the core gets randomness (an NTLM server
+    challenge): the host's choice, C{os.urandom} unless a test injects one.
+
+    A profile section object with an C{adapt_verbs(table)} method returns the
+    verb table to use instead of the one the profile's C{commands:} pick (the
+    C{auth:} section gates MAIL this way when authentication is required).
     """
 
     profile: "Profile"  # noqa: F821 (emulator.profile.Profile; no import cycle)
@@ -48,6 +57,7 @@ class Server:
     tls_available: bool = False
     shared: dict = field(default_factory=dict)
     seed: int = 0
+    random_bytes: Callable[[int], bytes] = os.urandom
 
     def __post_init__(self):
         self.hostname = self.hostname or self.profile.hostname
@@ -55,6 +65,10 @@ class Server:
         self.set_faults(())
         self.tls: TLSConfig = self.profile.sections.get("tls") or TLSConfig()
         self.verbs = commands.table(self.profile.commands)
+        for section in self.profile.sections.values():
+            adapt = getattr(section, "adapt_verbs", None)
+            if adapt is not None:
+                self.verbs = adapt(self.verbs)
         self._static = {
             name: replies.render(reply.format(self.constants))
             for name, reply in self.profile.replies.items()
@@ -93,6 +107,7 @@ class ServerConnection:
         self._discarding = False
         self._data: DataReader | None = None
         self._line_handler = None
+        self._line_limit = 0
         self._ignoring = False
         self.step = ""  # what is being answered: CONNECT, a verb or DATA_END
         self.steps = 0  # how many steps the connection has had
@@ -133,6 +148,7 @@ class ServerConnection:
         session.tls_secure = session.tls_info.get("bits", 0) >= self.server.tls.min_bits
         session.helo = None
         session.esmtp = False
+        session.auth_user = None
         self.envelope = Envelope()
         self.phase = Phase.COMMAND
         for quirk in self.server.hooks["after_tls"]:
@@ -217,11 +233,17 @@ class ServerConnection:
         self.phase = Phase.DATA
         self._data = DataReader(self.profile.limits.message_size, (CRLF_DOT_CRLF,))
 
-    def expect_line(self, handler) -> None:
+    def expect_line(self, handler, limit: int | None = None) -> None:
         """Give the next input line to C{handler(conn, line)} instead of the
-        verb table (a SASL exchange, RFC 4954 section 4)."""
+        verb table (a SASL exchange, RFC 4954 section 4).
+
+        C{limit} is the longest such line in bytes, CRLF included (default:
+        the command line limit).  A longer line fails the exchange (RFC 4954
+        section 4): the handler gets C{line=None} and must not reply, and the
+        core answers C{line_too_long} and reads commands again."""
         self.phase = Phase.LINE
         self._line_handler = handler
+        self._line_limit = limit or self.profile.limits.command_line
 
     def start_tls(self) -> None:
         """Switch to TLS after the reply just queued (RFC 3207 section 4).
@@ -268,7 +290,7 @@ class ServerConnection:
 
     def _process(self) -> None:
         buffer = self._buffer
-        limit = self.profile.limits.command_line
+        command_limit = self.profile.limits.command_line
         while buffer:
             phase = self.phase
             if phase is Phase.DATA:
@@ -276,6 +298,7 @@ class ServerConnection:
                 continue
             if phase is not Phase.COMMAND and phase is not Phase.LINE:
                 return
+            limit = self._line_limit if phase is Phase.LINE else command_limit
             end = buffer.find(b"\n")
             if end == -1:
                 if len(buffer) >= limit:
@@ -287,7 +310,7 @@ class ServerConnection:
                 self._discarding = False
                 continue
             if len(line) > limit:
-                self.reply("line_too_long")
+                self._line_too_long()
                 continue
             line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
             if phase is Phase.LINE:
@@ -311,7 +334,16 @@ class ServerConnection:
         self._buffer.clear()
         if not self._discarding:
             self._discarding = True
-            self.reply("line_too_long")
+            self._line_too_long()
+
+    def _line_too_long(self) -> None:
+        """Answer an over-long line; one that answers a server prompt also
+        ends that exchange (RFC 4954 section 4)."""
+        if self.phase is Phase.LINE:
+            self.phase = Phase.COMMAND
+            handler, self._line_handler = self._line_handler, None
+            handler(self, None)
+        self.reply("line_too_long")
 
     def _feed_data(self) -> None:
         data = bytes(self._buffer)

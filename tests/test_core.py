@@ -25,10 +25,11 @@ def test_hostname_override_changes_the_banner():
 
 
 def test_ehlo_lists_the_keywords_in_q262945_order(h):
-    """EHLO answers with the host line and the IMS keywords, STARTTLS absent (no certificate)."""
+    """EHLO answers with the host line and the IMS keywords (Q262945 order, then the post-Q195201
+    XAUTH), STARTTLS absent (no certificate)."""
     assert h.send(b"EHLO client.example\r\n") == (
         b"250-mail.example.test Hello [192.0.2.10]\r\n250-XEXCH50\r\n250-HELP\r\n"
-        b"250-ETRN\r\n250-DSN\r\n250 SIZE 0\r\n")
+        b"250-ETRN\r\n250-DSN\r\n250-SIZE 0\r\n250-AUTH LOGIN\r\n250-AUTH=LOGIN\r\n250 XAUTH\r\n")
 
 
 def test_helo_is_a_bare_ok(h):

@@ -265,14 +265,14 @@ def test_intercept_reply_is_configurable_and_checked():
 # -- starttls-strip (ASA no allow-tls) -------------------------------------
 
 SP2_EHLO = (b"250-mail.example.test Hello [192.0.2.10]\r\n250-XEXCH50\r\n250-HELP\r\n250-ETRN\r\n"
-            b"250-DSN\r\n250-SIZE 0\r\n")
+            b"250-DSN\r\n250-SIZE 0\r\n250-AUTH LOGIN\r\n250-AUTH=LOGIN\r\n250-XAUTH\r\n")
 
 
 def test_strip_removes_starttls_and_ends_the_reply_on_the_new_last_line():
-    """ims55sp2 lists STARTTLS last; the client sees SIZE 0 as the last line."""
+    """ims55sp2 lists STARTTLS last; the client sees XAUTH as the last line."""
     h = MiddleboxHarness("starttls-strip", "ims55sp2")
     h.connect()
-    assert h.send(b"EHLO c\r\n") == SP2_EHLO[:-len(b"250-SIZE 0\r\n")] + b"250 SIZE 0\r\n"
+    assert h.send(b"EHLO c\r\n") == SP2_EHLO[:-len(b"250-XAUTH\r\n")] + b"250 XAUTH\r\n"
     assert server_leg(h) == b"EHLO c\r\n"
 
 

@@ -8,25 +8,10 @@ import subprocess
 
 import pytest
 
-from emulator.testing import start_server
 
 pytestmark = pytest.mark.e2e
 FQDN = "mail.example.test"
 MESSAGE = b"Subject: tls\r\n\r\nover TLS\r\n"
-
-
-@pytest.fixture
-def serve(tmp_path):
-    running = []
-
-    def start(profile, **kwargs):
-        server = start_server(profile, state_dir=tmp_path / "state", **kwargs)
-        running.append(server)
-        return server
-
-    yield start
-    for server in running:
-        server.stop()
 
 
 def trusting(server, **kwargs):
