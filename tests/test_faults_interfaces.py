@@ -87,27 +87,12 @@ def test_bad_specs_are_one_line_errors(spec, message):
 # -- profiles ------------------------------------------------------------------------
 
 
-GOOD = textwrap.dedent("""\
-    name: mini
-    product: "Test"
-    version: "1.0"
-    describes: "test"
-    hostname: "h.test"
-    commands: [HELO, NOOP, QUIT]
-    replies:
-      greeting: "220 {hostname} ready"
-      helo: "250 OK"
-      syntax_helo: "501 bad"
-      noop: "250 OK"
-      quit: "221 bye"
-      unknown: "500 what"
-      line_too_long: "500 long"
-""")
+BASE = "name: mini\nextends: ims55sp4\n"  # a shipped profile, with faults added below
 
 
 def write(tmp_path, extra):
     path = tmp_path / "mini.yaml"
-    path.write_text(GOOD + textwrap.dedent(extra))
+    path.write_text(BASE + textwrap.dedent(extra))
     return path
 
 
