@@ -139,6 +139,8 @@ class Options(usage.Options):
                 middlebox=self["loaded_middlebox"], upstream=self["upstream"], seed=self["seed"])
         except (ValueError, OSError) as e:
             raise usage.UsageError(f"TLS: {e}") from None
+        if self["fault"] and self["upstream"]:
+            raise usage.UsageError("--fault acts on the emulated server; proxy mode (--upstream) serves none")
         for fault in self["fault"]:
             self["emulation"].add_fault(fault)
         if self["listen-tls"] and self["emulation"].tls_context is None:

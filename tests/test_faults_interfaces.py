@@ -221,6 +221,17 @@ def test_twistd_rejects_a_bad_fault_in_one_line(tmp_path):
         Options().parseOptions(["--fault", "rcpt:reply=452 x:times=-1", "--state-dir", str(tmp_path)])
 
 
+def test_twistd_refuses_faults_in_proxy_mode(tmp_path):
+    """--fault with --upstream is refused: no emulated server would see it."""
+    from twisted.python import usage
+
+    from emulator.tap import Options
+
+    with pytest.raises(usage.UsageError, match="proxy mode"):
+        Options().parseOptions(["--fault", "rcpt:reply=452 x", "--middlebox", "pix-mailguard",
+                                "--upstream", "tcp:127.0.0.1:25", "--state-dir", str(tmp_path)])
+
+
 # -- `emulator faults` and the README ----------------------------------------------------
 
 
