@@ -33,7 +33,7 @@ from twisted.web import resource, server
 
 import emulator
 from emulator import profile as profiles
-from emulator.control import Control, FaultsUnavailable, headed
+from emulator.control import Control, headed
 from emulator.tap import ListenerService
 
 log = Logger(namespace="emulator")
@@ -176,8 +176,6 @@ def add_fault(control: Control, request):
         raise APIError(400, "bad_request", 'the body must be {"spec": FAULT}')
     try:
         control.add_fault(spec)
-    except FaultsUnavailable as e:
-        raise APIError(501, "not_implemented", str(e)) from None
     except ValueError as e:
         raise APIError(400, "bad_fault", f"{spec}: {e}") from None
     return list_faults(control, request)

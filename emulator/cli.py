@@ -6,6 +6,7 @@ The C{emulator} command.
     emulator check PATH...       validate profile files; print file:key: problem
     emulator transcript FILE     a JSON-lines transcript in the human arrow form
     emulator ca export PATH      write the test CA certificate for clients to trust
+    emulator faults              every fault type with its attributes (for --fault and quirks:)
     emulator serve [OPTIONS]     run the server in the foreground (twistd -n emulator),
                                  saying "listening on ..." for each listener on stderr
     emulator personas            list the sender personas (client profiles)
@@ -84,8 +85,10 @@ def cmd_transcript(args) -> int:
     from emulator.transcript import Transcript
 
     transcript = Transcript.from_jsonl(Path(args.file).read_text(encoding="ascii"))
+    seed = "" if transcript.seed is None else f" seed {transcript.seed}"
     print(f"=== session {transcript.session_id} profile {transcript.profile} peer {transcript.peer}"
-          + (f" middlebox {transcript.middlebox} upstream {transcript.upstream}" if transcript.middlebox else ""))
+          + (f" middlebox {transcript.middlebox} upstream {transcript.upstream}" if transcript.middlebox else "")
+          + seed)
     sys.stdout.write(transcript.human())
     return 0
 
@@ -96,6 +99,13 @@ def cmd_ca_export(args) -> int:
 
     store = CertStore(Path(args.state_dir) if args.state_dir else default_state_dir())
     print(store.export_ca(Path(args.dest)))
+    return 0
+
+
+def cmd_faults(args) -> int:
+    from emulator.faults import catalogue
+
+    sys.stdout.write(catalogue())
     return 0
 
 
@@ -223,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("dest", metavar="PATH", help="file, or folder to write ca.pem into")
     export.add_argument("--state-dir", help="the emulator's state folder (default: $XDG_STATE_HOME/legacy-smtp-emulator)")
     export.set_defaults(func=cmd_ca_export)
+    sub.add_parser("faults", help="list every fault type with its attributes").set_defaults(func=cmd_faults)
     sub.add_parser("personas", help="list the sender personas (client profiles)").set_defaults(func=cmd_personas)
     send = sub.add_parser("send", help="send one message as a legacy client persona (exit 0 delivered, 1 not)")
     send.add_argument("--persona", required=True, metavar="NAME|PATH", help="a name from `emulator personas`")

@@ -195,6 +195,11 @@ VERBS: dict[str, tuple[Handler, tuple[str, ...]]] = {
 # Replies the core itself may send, whatever the commands.
 CORE_REPLIES = ("greeting", "unknown", "line_too_long")
 
+# Verbs whose command line and prompted lines carry credentials (RFC 4954
+# AUTH; Exchange 5.0's XAUTH): the transcript records whether each arrived
+# inside TLS, whatever the profile does with them.
+CREDENTIAL_VERBS = frozenset({"AUTH", "XAUTH"})
+
 # EHLO keyword -> the verb that must be enabled for it to be honest.
 KEYWORD_VERBS = {
     "AUTH": "AUTH", "XAUTH": "XAUTH", "STARTTLS": "STARTTLS", "TLS": "STARTTLS", "ETRN": "ETRN",

@@ -21,6 +21,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import Factory
 
 from emulator import auth, profile as profiles
+from emulator import faults
 from emulator.emulation import Emulation
 
 
@@ -167,31 +168,6 @@ def reset(emulations, listeners) -> defer.Deferred:
     return closing.addCallback(forget)
 
 
-class FaultsUnavailable(Exception):
-    """This build has no fault injection."""
-
-
-class Faults:
-    """Adapter to the faults feature: C{emulator.faults.parse(spec)} builds a
-    quirk, C{Emulation.add_fault(quirk)} / C{Emulation.clear_faults()} apply it."""
-
-    def parse(self, spec: str):
-        try:
-            from emulator import faults
-        except ImportError:
-            raise FaultsUnavailable("this build has no fault injection (emulator.faults)") from None
-        return faults.parse(spec)
-
-    def add(self, emulation: Emulation, quirk) -> None:
-        if not hasattr(emulation, "add_fault"):
-            raise FaultsUnavailable("this build has no fault injection (Emulation.add_fault)")
-        emulation.add_fault(quirk)
-
-    def clear(self, emulation: Emulation) -> None:
-        if hasattr(emulation, "clear_faults"):
-            emulation.clear_faults()
-
-
 class Control:
     """The listeners of one process and everything they served.
 
@@ -201,7 +177,7 @@ class Control:
     """
 
     def __init__(self, emulation: Emulation, *, hostname: str | None = None, middlebox=None,
-                 upstream: str | None = None, accounts=(), reactor=None, faults: Faults | None = None):
+                 upstream: str | None = None, accounts=(), reactor=None):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -211,7 +187,6 @@ class Control:
         self.middlebox, self.upstream, self.accounts = middlebox, upstream, tuple(accounts)
         self.emulations: dict[str, Emulation] = {emulation.profile.name: emulation}
         self.listeners: list[Listener] = []
-        self.faults = faults or Faults()
         self.fault_specs: list[tuple[str, object]] = []
         self.started = reactor.seconds()
 
@@ -260,7 +235,7 @@ class Control:
         except OSError as e:
             raise ValueError(f"TLS: {e}") from None
         for _, quirk in self.fault_specs:
-            self.faults.add(emulation, quirk)
+            emulation.add_fault(quirk)
         self.emulations[profile_name] = emulation
         return emulation
 
@@ -290,16 +265,15 @@ class Control:
     def add_fault(self, spec: str) -> None:
         """Add the fault C{spec} to every emulation, now and when one is made.
 
-        @raise FaultsUnavailable: the build has no fault injection.
         @raise ValueError: a bad spec (as C{emulator.faults.parse} reports it).
         """
-        quirk = self.faults.parse(spec)
+        quirk = faults.parse(spec)
         for emulation in self.emulations.values():
-            self.faults.add(emulation, quirk)
+            emulation.add_fault(quirk)
         self.fault_specs.append((spec, quirk))
 
     def clear_faults(self) -> None:
         for emulation in self.emulations.values():
-            self.faults.clear(emulation)
+            emulation.clear_faults()
         self.fault_specs.clear()
 

@@ -12,6 +12,7 @@ the profile; with C{upstream=} too, in front of that real server instead.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,11 @@ from emulator.wire import Server
 
 @dataclass
 class Emulation:
-    """A loaded profile with everything its listeners share."""
+    """A loaded profile with everything its listeners share.
+
+    C{seed} seeds the quirks' dice: this one, else the profile's C{seed:},
+    else a random one chosen now; every transcript's header records it.
+    """
 
     profile: profiles.Profile
     hostname: str | None = None
@@ -38,6 +43,7 @@ class Emulation:
     shared: dict = field(default_factory=dict)
     middlebox: object = None  # an emulator.middlebox.Middlebox; default: the profile's section
     upstream: str | None = None  # client endpoint of a real server behind the middlebox
+    seed: int | None = None
 
     def __post_init__(self):
         self.hostname = self.hostname or self.profile.hostname
@@ -45,6 +51,9 @@ class Emulation:
             self.middlebox = self.profile.sections.get("middlebox")
         if self.upstream and self.middlebox is None:
             raise ValueError("an upstream server needs a middlebox in front of it")
+        if self.seed is None:
+            self.seed = self.profile.seed if self.profile.seed is not None else secrets.randbelow(2**32)
+        self.faults: list = []
         self.state_dir = Path(self.state_dir) if self.state_dir else default_state_dir()
         self.tls_context = context_for(self.profile.sections["tls"], hostname=self.hostname,
                                        state_dir=self.state_dir, base=self.profile.path.parent,
@@ -56,8 +65,9 @@ class Emulation:
         starts with the connection (SMTPS) and the SMTP factory is wrapped."""
         if implicit_tls and self.tls_context is None:
             raise ValueError("implicit TLS needs a certificate (profile tls: certificate, or --tls-cert)")
-        server = Server(self.profile, hostname=self.hostname, shared=self.shared,
+        server = Server(self.profile, hostname=self.hostname, shared=self.shared, seed=self.seed,
                         tls_available=self.tls_context is not None and not implicit_tls)
+        server.set_faults(self.faults)
         smtp = EmulatorFactory(server, store=self.store, transcripts=self.transcripts, events=self.events,
                                tls_context=self.tls_context, implicit_tls=implicit_tls,
                                listener=listener, reactor=reactor)
@@ -89,6 +99,24 @@ class Emulation:
             return self.profile.name
         behind = self.upstream or self.profile.name
         return f"{self.middlebox.type} in front of {behind}"
+
+    def add_fault(self, quirk) -> None:
+        """Add a fault (any quirk; see L{emulator.faults.parse}) to every
+        listener, open connections included, ahead of the profile's quirks.
+        Safe from a test's thread: each listener's hook table is replaced in
+        one assignment, and a session sees it from its next step on."""
+        self.faults.append(quirk)
+        self._update_faults()
+
+    def clear_faults(self) -> None:
+        """Remove every fault added with L{add_fault} (or C{--fault}); the
+        profile's own quirks stay."""
+        self.faults.clear()
+        self._update_faults()
+
+    def _update_faults(self) -> None:
+        for factory in self.factories:
+            factory.server.set_faults(self.faults)
 
     def reset(self) -> None:
         """Forget captured messages, transcripts and cross-connection state."""

@@ -95,6 +95,7 @@ class Profile:
     sources: tuple[str, ...] = ()
     notes: str = ""
     sections: Mapping[str, Any] = field(default_factory=dict)
+    seed: int | None = None
     document: Mapping[str, Any] = field(default_factory=dict, repr=False)
     hooks: Mapping[str, tuple] = field(default_factory=dict, repr=False)
 
@@ -150,6 +151,7 @@ _SCHEMA = {
     "require_helo": (bool, "true or false"),
     "quirks": (list, "a list of {type, attributes}"),
     "role": (str, "server (the default; role: client marks a sender persona, emulator.clientprofile)"),
+    "seed": (int, "an integer (the seed of the quirks' probabilities)"),
 }
 _REQUIRED = ("product", "version", "describes", "hostname", "commands", "replies")
 
@@ -292,7 +294,7 @@ def _read(path: Path) -> dict:
             known = ", ".join([*_SCHEMA, *SECTIONS])
             raise ProfileError(path, str(key), f"unknown key; known keys: {known}")
         kind, description = _SCHEMA[key]
-        if not isinstance(value, kind):
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ProfileError(path, key, f"must be {description}, not {value!r}")
     if document.get("name") != path.stem:
         raise ProfileError(path, "name", f"must be present and equal the file name {path.stem!r}")
@@ -372,7 +374,7 @@ def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
         ehlo_keywords=keywords, replies=catalogue, limits=limits,
         require_helo=doc.get("require_helo", True), quirks=tuple(built),
         sources=tuple(_strings(path, doc, "sources")), notes=doc.get("notes", ""),
-        sections=sections, document=doc, hooks=_hooks(built),
+        sections=sections, seed=doc.get("seed"), document=doc, hooks=_hooks(built),
     )
 
 
@@ -399,7 +401,4 @@ def _limits(path: Path, values: dict) -> Limits:
 
 def _hooks(built: list[quirks.Quirk]) -> dict[str, tuple]:
     """For each hook, the quirks that override it, in profile order."""
-    return {
-        hook: tuple(q for q in built if getattr(type(q), hook) is not getattr(quirks.Quirk, hook))
-        for hook in quirks.HOOKS
-    }
+    return quirks.hook_table(built)

@@ -78,7 +78,7 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         now = factory.reactor.seconds()
         session_id = factory.next_session_id()
         self.transcript = Transcript(session_id, factory.server.profile.name, f"{host}:{port}",
-                                     now, factory.listener)
+                                     now, factory.listener, seed=factory.server.seed)
         factory.transcripts.begin(self.transcript)
         self.conn = ServerConnection(factory.server, peer=(host, port), session_id=session_id,
                                      date=formatdate(now, localtime=True),
@@ -182,8 +182,14 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
 
     def _delay(self, seconds: float, rest: list) -> None:
         self.transport.pauseProducing()
-        call = self.factory.reactor.callLater(seconds, self._resume)
-        self._pending = (call, [], rest)
+        # Start the wait one reactor turn later, so that the reactor writes
+        # what came before first: the writes either side of a Delay, even
+        # Delay(0), then leave as separate TCP writes (a split reply).
+        deadline = self._now() + seconds
+        self._pending = [self.factory.reactor.callLater(0, self._wait, deadline), [], rest]
+
+    def _wait(self, deadline: float) -> None:
+        self._pending[0] = self.factory.reactor.callLater(max(0.0, deadline - self._now()), self._resume)
 
     def _resume(self) -> None:
         _, received, rest = self._pending

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Every field a reply template may use, with what it holds.
 FIELDS = {
@@ -49,15 +49,19 @@ class Reply:
     """One SMTP reply: a code and its text lines (without the code).
 
     C{bare} marks a last line that was the code alone (C{"354"}), which
-    renders without the space that C{"354 "} keeps."""
+    renders without the space that C{"354 "} keeps.  C{last_separator} and
+    C{line_end} are for framing quirks: what follows the code on the last
+    line (RFC 5321 4.2.1: a space) and what ends each line (CRLF)."""
 
     code: int
     lines: tuple[str, ...]
     bare: bool = False
+    last_separator: str = " "
+    line_end: str = "\r\n"
 
     def format(self, fields: dict) -> "Reply":
         """Fill the template fields of every line."""
-        return Reply(self.code, tuple(line.format_map(fields) for line in self.lines), self.bare)
+        return replace(self, lines=tuple(line.format_map(fields) for line in self.lines))
 
 
 def parse(entry: str | list) -> Reply:
@@ -102,18 +106,20 @@ def _check_fields(line: str) -> None:
             )
 
 
-def render(reply: Reply, *, separator: bytes = b"-", line_end: bytes = b"\r\n") -> bytes:
+def render(reply: Reply, *, separator: bytes = b"-") -> bytes:
     """The bytes of C{reply}: C{250-first}, ..., C{250 last} (RFC 5321 4.2.1).
 
     A last line written as the bare code renders without a space, as RFC
     5321 allows.
     """
     code = str(reply.code).encode("ascii")
+    line_end = reply.line_end.encode("latin-1")
+    last_separator = reply.last_separator.encode("latin-1")
     last = len(reply.lines) - 1
     out = []
     for i, text in enumerate(reply.lines):
         if i == last and reply.bare:
             out.append(code + line_end)
         else:
-            out.append(code + (separator if i < last else b" ") + text.encode("latin-1") + line_end)
+            out.append(code + (separator if i < last else last_separator) + text.encode("latin-1") + line_end)
     return b"".join(out)

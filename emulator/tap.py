@@ -61,6 +61,7 @@ class Options(usage.Options):
         ["middlebox", None, None, "Firewall in front of the server: a type (pix-mailguard, starttls-intercept, starttls-strip) or a YAML file with type and attributes (default: the profile's middlebox: section, if any)."],
         ["upstream", None, None, "Proxy mode: a real SMTP server behind --middlebox, as a Twisted client endpoint (e.g. tcp:127.0.0.1:25); --profile is then not served."],
         ["api", None, None, "Endpoint of the HTTP control API, e.g. tcp:8025 (127.0.0.1 unless an interface is named; default: no API)."],
+        ["seed", None, None, "Seed of the faults' dice (default: the profile's seed:, else random); transcripts record it.", int],
     ]
     optFlags = [
         ["fsync", None, "fsync each message and its folder before confirming it (durable against a machine crash; slower)."],
@@ -70,11 +71,21 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["listen-tls"] = []
+        self["fault"] = []
         self["accounts"] = []
 
     def opt_listen_tls(self, endpoint: str) -> None:
         """Server endpoint where TLS starts with the connection (SMTPS, e.g. tcp:4650); only for profiles whose product offered it (tls: implicit: true)"""
         self["listen-tls"].append(loopback_default(endpoint))
+
+    def opt_fault(self, spec: str) -> None:
+        """Add a fault, e.g. 'rcpt:reply=452 4.5.3 Too many recipients:times=2' (repeatable; `emulator faults` lists the types)"""
+        from emulator.faults import FaultError, parse
+
+        try:
+            self["fault"].append(parse(spec))
+        except FaultError as e:
+            raise usage.UsageError(f"--fault: {e}") from None
 
     def opt_listen(self, endpoint: str) -> None:
         """Server endpoint, e.g. tcp:2525 (repeatable; 127.0.0.1 unless an interface is named) [default: tcp:2525:interface=127.0.0.1]"""
@@ -130,9 +141,13 @@ class Options(usage.Options):
                 store=MessageStore(self["maildir"], fsync=self["fsync"]),
                 transcripts=TranscriptStore(self["transcripts"]),
                 events=EventLog(self["log-format"], sys.stdout),
-                middlebox=self["loaded_middlebox"], upstream=self["upstream"])
+                middlebox=self["loaded_middlebox"], upstream=self["upstream"], seed=self["seed"])
         except (ValueError, OSError) as e:
             raise usage.UsageError(f"TLS: {e}") from None
+        if self["fault"] and self["upstream"]:
+            raise usage.UsageError("--fault acts on the emulated server; proxy mode (--upstream) serves none")
+        for fault in self["fault"]:
+            self["emulation"].add_fault(fault)
         if self["listen-tls"] and self["emulation"].tls_context is None:
             raise usage.UsageError("--listen-tls needs a certificate: the profile's tls: certificate, or --tls-cert/--tls-key")
 

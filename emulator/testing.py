@@ -34,12 +34,13 @@ class Harness:
 
     def __init__(self, profile, *, tls_available: bool = False, peer=("192.0.2.10", 1025),
                  hostname: str | None = None, server: Server | None = None, session_id: str = "s1",
-                 accounts=()):
+                 accounts=(), seed: int = 0, faults=()):
         if server is None:
-            server = Server(_load(profile, accounts), hostname=hostname, tls_available=tls_available)
+            server = Server(_load(profile, accounts), hostname=hostname, tls_available=tls_available, seed=seed)
+            server.set_faults(faults)
         self.server = server
         self.conn = ServerConnection(server, peer=peer, session_id=session_id, date=DATE)
-        self.transcript = Transcript(session_id, server.profile.name, f"{peer[0]}:{peer[1]}")
+        self.transcript = Transcript(session_id, server.profile.name, f"{peer[0]}:{peer[1]}", seed=server.seed)
         self.messages: list[Message] = []
         self.closed: str | None = None
         self.tls = False
@@ -187,7 +188,8 @@ def _load(profile, accounts=()) -> profiles.Profile:
 
 def start_server(profile, *, maildir=None, transcripts=None, hostname=None, state_dir=None,
                  tls_cert=None, tls_key=None, implicit_tls: bool = False,
-                 interface: str = "127.0.0.1", middlebox=None, upstream=None, accounts=()) -> RunningServer:
+                 interface: str = "127.0.0.1", middlebox=None, upstream=None, accounts=(),
+                 seed: int | None = None) -> RunningServer:
     """Start a server for C{profile} on C{interface}, port 0, in the reactor thread.
 
     The profile's C{tls:} section decides about certificates (generated ones
@@ -205,7 +207,7 @@ def start_server(profile, *, maildir=None, transcripts=None, hostname=None, stat
         middlebox = load(middlebox)
     emulation = Emulation(_load(profile, accounts), hostname=hostname, state_dir=state_dir, tls_cert=tls_cert,
                           tls_key=tls_key, store=MessageStore(maildir), transcripts=TranscriptStore(transcripts),
-                          middlebox=middlebox, upstream=upstream)
+                          middlebox=middlebox, upstream=upstream, seed=seed)
 
     def listen():
         from twisted.internet import reactor

@@ -61,6 +61,7 @@ class Transcript:
     records: list[Record] = field(default_factory=list)
     middlebox: str = ""
     upstream: str = ""
+    seed: int | None = None  # the seed of the quirks' dice: the run replays with it
 
     def received(self, t: float, data: bytes, tls: bool = False) -> None:
         self.records.append(Record(t - self.started, "c", data, tls))
@@ -90,7 +91,7 @@ class Transcript:
 
     def to_jsonl(self) -> str:
         header = {"session": self.session_id, "profile": self.profile, "peer": self.peer,
-                  "started": self.started, "listener": self.listener}
+                  "started": self.started, "listener": self.listener, "seed": self.seed}
         if self.middlebox:
             header.update(middlebox=self.middlebox, upstream=self.upstream)
         lines = [json.dumps(header)]
@@ -108,7 +109,8 @@ class Transcript:
         header = rows[0]
         transcript = cls(header["session"], header.get("profile", ""), header.get("peer", ""),
                          header.get("started", 0.0), header.get("listener", ""),
-                         middlebox=header.get("middlebox", ""), upstream=header.get("upstream", ""))
+                         middlebox=header.get("middlebox", ""), upstream=header.get("upstream", ""),
+                         seed=header.get("seed"))
         for row in rows[1:]:
             if "event" in row:
                 fields = {k: v for k, v in row.items() if k not in ("t", "event")}

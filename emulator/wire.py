@@ -22,7 +22,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Callable
 
-from emulator import commands, replies
+from emulator import commands, quirks, replies
 from emulator.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
 from emulator.framing import CRLF_DOT_CRLF, DataReader
 from emulator.session import Envelope, Phase, Session
@@ -46,6 +46,8 @@ class Server:
 
     C{shared} is memory that outlives a connection (for example the IIS 4.0
     per-peer state of KB Q279214); C{reset()} clears it between tests.
+    C{seed} feeds every seeded decision of the quirks (fault probabilities,
+    jitter), so a run replays exactly; L{set_faults} adds quirks at run time.
 
     C{random_bytes(n)} is where the core gets randomness (an NTLM server
     challenge): the host's choice, C{os.urandom} unless a test injects one.
@@ -59,12 +61,13 @@ class Server:
     hostname: str | None = None
     tls_available: bool = False
     shared: dict = field(default_factory=dict)
+    seed: int = 0
     random_bytes: Callable[[int], bytes] = os.urandom
 
     def __post_init__(self):
         self.hostname = self.hostname or self.profile.hostname
         self.constants = {"hostname": self.hostname, "version": self.profile.version}
-        self.hooks = self.profile.hooks
+        self.set_faults(())
         self.tls: TLSConfig = self.profile.sections.get("tls") or TLSConfig()
         text_line = self.profile.limits.text_line
         # A run of text_line bytes without LF is a line longer than the limit.
@@ -83,6 +86,13 @@ class Server:
     def reset(self) -> None:
         """Forget cross-connection state."""
         self.shared.clear()
+
+    def set_faults(self, faults) -> None:
+        """Quirks added at run time, called before the profile's own in every
+        hook.  Connections already open use them from their next hook call on:
+        the hook table is replaced in one assignment."""
+        self.faults = tuple(faults)
+        self.hooks = quirks.hook_table(self.faults + self.profile.quirks) if self.faults else self.profile.hooks
 
 
 def _fields(reply) -> set[str]:
@@ -107,12 +117,15 @@ class ServerConnection:
         self._line_handler = None
         self._line_limit = 0
         self._ignoring = False
+        self.step = ""  # what is being answered: CONNECT, a verb or DATA_END
+        self.steps = 0  # how many steps the connection has had
         self._hello_checked = False
 
     # -- the host's side -------------------------------------------------
 
     def connect(self) -> list[Action]:
         """The connection is open: greet."""
+        self._begin("CONNECT")
         if not any(q.on_connect(self) for q in self.server.hooks["on_connect"]):
             self.reply("greeting")
         return self._flush()
@@ -178,21 +191,32 @@ class ServerConnection:
         if name in _BAD_COMMAND_REPLIES or name.startswith("syntax_"):
             self.session.bad_commands += 1
         static = self.server._static.get(name)
-        transforms = self.server.hooks["transform_reply"]
-        if static is not None and not transforms:
+        hooks = self.server.hooks
+        if static is not None and not hooks["transform_reply"] and not hooks["shape_reply"]:
             self._out.append(Send(static))
             return
         self.send_reply(self._render(name, fields), name=name)
 
     def send_reply(self, reply: replies.Reply, *, name: str = "") -> None:
         """Send a reply that is already filled in."""
-        for quirk in self.server.hooks["transform_reply"]:
-            reply = quirk.transform_reply(self, name, reply)
-        self._out.append(Send(replies.render(reply)))
+        actions = [Send(self._transformed(name, reply))]
+        for quirk in self.server.hooks["shape_reply"]:
+            actions = quirk.shape_reply(self, name, actions)
+        self._out.extend(actions)
 
     def rendered(self, name: str, **fields) -> bytes:
-        """The bytes of catalogue reply C{name}, without sending them."""
-        return replies.render(self._render(name, fields))
+        """The bytes of catalogue reply C{name}, without sending them (quirks
+        that transform replies apply; those that shape writes do not)."""
+        return self._transformed(name, self._render(name, fields))
+
+    def _transformed(self, name: str, reply: replies.Reply) -> bytes:
+        for quirk in self.server.hooks["transform_reply"]:
+            reply = quirk.transform_reply(self, name, reply)
+        return replies.render(reply)
+
+    def fill(self, reply: replies.Reply, **fields) -> replies.Reply:
+        """A reply template filled in with this connection's fields."""
+        return reply.format({**self._fields, **fields})
 
     def _render(self, name: str, fields: dict) -> replies.Reply:
         return self.profile.replies[name].format({**self._fields, **fields} if fields else self._fields)
@@ -207,6 +231,12 @@ class ServerConnection:
         self.phase = Phase.CLOSED
         self._buffer.clear()
         self._out.append(Close(abort))
+
+    def stall(self) -> None:
+        """Answer nothing more and ignore all further input (the host's idle
+        timeout still applies)."""
+        self._ignoring = True
+        self._buffer.clear()
 
     def start_data(self) -> None:
         """Read a message next (after the handler has sent 354)."""
@@ -295,6 +325,8 @@ class ServerConnection:
             line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
             if phase is Phase.LINE:
                 self.phase = Phase.COMMAND
+                if self.step in commands.CREDENTIAL_VERBS:
+                    self.event("credentials", verb=self.step, tls=self.session.tls)
                 self._line_handler(self, line)
             else:
                 self._command(line)
@@ -341,8 +373,11 @@ class ServerConnection:
             return
         self.phase = Phase.COMMAND
         self._buffer += rest
+        self._begin("DATA_END")
         long_line = self.server.long_line
-        if self._data.overflow:
+        if any(q.before_data_end(self, body) for q in self.server.hooks["before_data_end"]):
+            self.envelope = Envelope()  # a quirk answered: the transaction ends undelivered
+        elif self._data.overflow:
             self.event("message_rejected", reason="size", bytes=self._data.size)
             self.envelope = Envelope()
             self.reply("message_too_big", limit=str(self.profile.limits.message_size))
@@ -366,6 +401,9 @@ class ServerConnection:
             self.reply("too_many_commands", limit=str(limit))
             self.close()
             return
+        self._begin(verb)
+        if verb in commands.CREDENTIAL_VERBS:
+            self.event("credentials", verb=verb, tls=session.tls)
         for quirk in self.server.hooks["before_command"]:
             if quirk.before_command(self, verb, arg):
                 return
@@ -374,3 +412,7 @@ class ServerConnection:
             self.reply("unknown", verb=verb_bytes.decode("latin-1"))
             return
         handler(self, arg)
+
+    def _begin(self, step: str) -> None:
+        self.step = step
+        self.steps += 1

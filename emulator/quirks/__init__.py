@@ -24,7 +24,8 @@ from typing import ClassVar
 
 _REGISTRY: dict[str, type["Quirk"]] = {}
 
-HOOKS = ("on_connect", "before_command", "ehlo_keywords", "transform_reply", "on_starttls", "after_tls")
+HOOKS = ("on_connect", "before_command", "ehlo_keywords", "transform_reply", "on_starttls", "after_tls",
+         "before_data_end", "shape_reply")
 
 
 class Quirk:
@@ -64,6 +65,33 @@ class Quirk:
     def after_tls(self, conn) -> None:
         """The handshake has completed and the session was reset; the quirk
         may change C{conn.session} (for example C{tls_secure})."""
+
+    def before_data_end(self, conn, data: bytes) -> bool:
+        """The message C{data} is complete (end of DATA), before it is
+        delivered.  Return True if the quirk answered instead: the message is
+        then not delivered."""
+        return False
+
+    def shape_reply(self, conn, name: str, actions: list) -> list:
+        """The actions that send one reply (at first a single C{Send}); return
+        the actions to queue instead: the bytes split over several writes with
+        C{Delay}s between them, say, or held back for a later write.  Not
+        called for the reply after DATA, which the host writes once the
+        message is stored."""
+        return actions
+
+
+def hook_table(built) -> dict[str, tuple]:
+    """For each hook, the quirks that override it, in order."""
+    return {
+        hook: tuple(q for q in built if getattr(type(q), hook) is not getattr(Quirk, hook))
+        for hook in HOOKS
+    }
+
+
+def attribute(f: dataclasses.Field) -> str:
+    """The profile name of a dataclass field: C{from_} is C{from} (a Python keyword)."""
+    return f.name[:-1] if f.name.endswith("_") else f.name
 
 
 def register(name: str, registry: dict | None = None):
@@ -111,17 +139,17 @@ def build(entry: dict, registry: dict | None = None, kind: str = "quirk") -> Qui
     if not isinstance(attributes, dict):
         raise QuirkError("attributes", "must be a mapping")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {attribute(f): f for f in dataclasses.fields(cls)}
     for key, value in attributes.items():
         if key not in fields:
             raise QuirkError(f"attributes.{key}", f"unknown attribute of {name}; known: {', '.join(fields)}")
-        if not _is_instance(value, hints[key]):
-            raise QuirkError(f"attributes.{key}", f"must be {_describe(hints[key])}, not {value!r}")
+        if not _is_instance(value, hints[fields[key].name]):
+            raise QuirkError(f"attributes.{key}", f"must be {_describe(hints[fields[key].name])}, not {value!r}")
     missing = [n for n, f in fields.items() if n not in attributes and _required(f)]
     if missing:
         raise QuirkError(f"attributes.{missing[0]}", "is required")
     try:
-        return cls(**attributes)
+        return cls(**{fields[key].name: value for key, value in attributes.items()})
     except ValueError as e:
         key = getattr(e, "key", None)
         raise QuirkError(f"attributes.{key}" if key else "attributes", str(e)) from None
@@ -158,4 +186,4 @@ def _describe(hint) -> str:
 
 def _load_builtin() -> None:
     # Importing the modules registers their quirks; done late to avoid cycles.
-    from emulator.quirks import replies, tls  # noqa: F401
+    from emulator.quirks import faults, replies, tls  # noqa: F401

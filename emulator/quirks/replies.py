@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from emulator import replies
 from emulator.quirks import Quirk, register
+from emulator.quirks.faults import ReplyFault
 
 
 @register("reply_override")
 class ReplyOverride(Quirk):
-    """Answer a chosen occurrence of a command with a given reply instead of
-    running it, as smtp-sink's per-command error table does.
+    """The first spelling of the C{reply} fault (L{ReplyFault}), kept so that
+    profiles written for it still load: answer a chosen occurrence of a
+    command with a given reply instead of running it, as smtp-sink's
+    per-command error table does.
 
     The source of a product's deviation goes in the profile entry's comment;
     this mechanism is generic (models: Postfix smtp-sink C{-h}/C{-s} flags).
@@ -26,37 +28,18 @@ class ReplyOverride(Quirk):
     times: int = 1
 
     def __post_init__(self):
-        object.__setattr__(self, "command", self.command.upper())
-        object.__setattr__(self, "_reply", _parse(self.reply))
-        if self.occurrence < 1:
-            raise _error("occurrence", "must be 1 or more")
-        if self.times < 0:
-            raise _error("times", "must be 0 (all) or more")
-
-    def _hits(self, count: int) -> bool:
-        return count >= self.occurrence and (not self.times or count < self.occurrence + self.times)
+        try:
+            fault = ReplyFault(self.reply, command=self.command, from_=self.occurrence, times=self.times)
+        except ValueError as e:
+            e.key = "occurrence" if getattr(e, "key", None) == "from" else getattr(e, "key", None)
+            raise
+        object.__setattr__(self, "_fault", fault)
 
     def on_connect(self, conn) -> bool:
-        if self.command == "CONNECT" and self._hits(1):
-            conn.send_reply(self._reply)
-            return True
-        return False
+        return self._fault.on_connect(conn)
 
     def before_command(self, conn, verb: str, arg: bytes) -> bool:
-        if verb == self.command and self._hits(conn.session.counts[verb]):
-            conn.send_reply(self._reply)
-            return True
-        return False
+        return self._fault.before_command(conn, verb, arg)
 
-
-def _parse(text):
-    try:
-        return replies.parse(text)
-    except replies.ReplyError as e:
-        raise _error("reply", str(e)) from None
-
-
-def _error(key: str, problem: str) -> ValueError:
-    error = ValueError(problem)
-    error.key = key
-    return error
+    def before_data_end(self, conn, data: bytes) -> bool:
+        return self._fault.before_data_end(conn, data)

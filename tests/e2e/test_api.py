@@ -3,8 +3,6 @@
 import json
 import smtplib
 import socket
-import sys
-import types
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -282,44 +280,29 @@ def test_requests_from_web_pages_are_refused(served):
     assert get_json(served.url + "/health", headers={"Host": "localhost"})[0] == 200
 
 
-def test_faults_unavailable_without_the_faults_feature(served, monkeypatch):
-    """Without emulator.faults in the build, adding a fault is a 501."""
-    monkeypatch.setitem(sys.modules, "emulator.faults", None)  # import fails
-    status, error = get_json(served.url + "/faults", "POST", {"spec": "latency:1"})
-    assert status == 501 and error["error"] == "not_implemented"
-    assert get_json(served.url + "/faults")[1] == []
-
-
-@pytest.fixture
-def stand_in_faults(monkeypatch):
-    """A stand-in for the faults feature: emulator.faults.parse and Emulation.add_fault/clear_faults."""
-    calls = []
-
-    def parse(spec):
-        if spec == "bad":
-            raise ValueError("unknown fault 'bad'")
-        return ("quirk", spec)
-
-    monkeypatch.setitem(sys.modules, "emulator.faults", types.SimpleNamespace(parse=parse))
-    monkeypatch.setattr(Emulation, "add_fault", lambda self, quirk: calls.append((self.profile.name, quirk)),
-                        raising=False)
-    monkeypatch.setattr(Emulation, "clear_faults", lambda self: calls.append((self.profile.name, "clear")),
-                        raising=False)
-    return calls
-
-
-def test_faults_are_added_listed_and_cleared(served, stand_in_faults):
-    """POST /faults parses the spec and adds it to every emulation, now and when a listener switches; DELETE clears."""
-    status, body = get_json(served.url + "/faults", "POST", {"spec": "latency:1"})
-    assert status == 200 and body == ["latency:1"]
-    assert sorted(stand_in_faults) == [("ims55sp4", ("quirk", "latency:1")), ("netscape-ms", ("quirk", "latency:1"))]
+def test_faults_are_added_listed_and_cleared(served):
+    """POST /faults adds a fault to every emulation at once (running listeners included) and to one made
+    later by a profile switch; a bad spec is a 400 naming it; DELETE clears them all."""
+    spec = "rcpt:reply=452 4.5.3 Too many recipients"
+    status, body = get_json(served.url + "/faults", "POST", {"spec": spec})
+    assert status == 200 and body == [spec]
+    with smtplib.SMTP("127.0.0.1", served.smtp, timeout=10) as client:
+        client.ehlo()
+        client.mail("a@example.org")
+        assert client.rcpt("b@example.test") == (452, b"4.5.3 Too many recipients")
     get_json(f"{served.url}/listeners/{served.smtp}/profile", "PUT", {"profile": "ims55sp2"})
-    assert stand_in_faults[-1] == ("ims55sp2", ("quirk", "latency:1"))
-    status, error = get_json(served.url + "/faults", "POST", {"spec": "bad"})
-    assert status == 400 and error == {"error": "bad_fault", "message": "bad: unknown fault 'bad'"}
+    with smtplib.SMTP("127.0.0.1", served.smtp, timeout=10) as client:
+        client.ehlo()
+        client.mail("a@example.org")
+        assert client.rcpt("b@example.test")[0] == 452
+    status, error = get_json(served.url + "/faults", "POST", {"spec": "rcpt:nosuchtype"})
+    assert status == 400 and error["error"] == "bad_fault" and error["message"].startswith("rcpt:nosuchtype: ")
     assert get_json(served.url + "/faults", "DELETE") == (200, [])
     assert get_json(served.url + "/faults")[1] == []
-    assert {name for name, what in stand_in_faults if what == "clear"} == {"ims55sp4", "netscape-ms", "ims55sp2"}
+    with smtplib.SMTP("127.0.0.1", served.smtp, timeout=10) as client:
+        client.ehlo()
+        client.mail("a@example.org")
+        assert client.rcpt("b@example.test")[0] == 250
 
 
 def test_server_side_errors_are_counted_until_reset(served, monkeypatch):
