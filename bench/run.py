@@ -33,7 +33,7 @@ import trustme
 
 import smtpload
 from servers import (HOST, SERVER_NAMES, SERVERS, ServerStartError, cpu_seconds,
-                     listen_overflows, rss_kib, running)
+                     listen_overflows, machine_busy_seconds, rss_kib, running)
 from smtpload import Budget, SmtpError, run_async
 
 KIB = 1024
@@ -51,6 +51,9 @@ CPUS = {"client": None, "server": None}
 # A run whose load generator used this share of a core or more may have been
 # limited by the client, not the server; its cells get a mark.
 CLIENT_BOUND = 0.9
+# A run during which other processes (or the hypervisor) kept this share of a
+# core busy ran on a machine that was not quiet; its cells get a mark.
+CONTENDED = 0.25
 
 
 @dataclass(frozen=True)
@@ -101,17 +104,21 @@ class Probe:
 
 
 async def measured(pid, work):
-    """Awaits work(); returns its result and wall, server CPU and client CPU seconds."""
-    overflows, server_cpu, client_cpu = listen_overflows(), cpu_seconds(pid), client_cpu_seconds()
+    """Awaits work(); returns its result, and the wall and CPU seconds it took."""
+    overflows, busy, server_cpu = listen_overflows(), machine_busy_seconds(), cpu_seconds(pid)
+    client_cpu = client_cpu_seconds()
     started = time.perf_counter()
     result = await work()
     wall = time.perf_counter() - started
     client_cpu = client_cpu_seconds() - client_cpu
     await asyncio.sleep(SETTLE)
+    server_cpu = cpu_seconds(pid) - server_cpu
     return result, {
         "seconds": wall,
-        "server_cpu_s": cpu_seconds(pid) - server_cpu,
+        "server_cpu_s": server_cpu,
         "client_cpu_s": client_cpu,
+        # Whatever else ran on the machine meanwhile (other processes, steal).
+        "other_cpu_s": machine_busy_seconds() - busy - server_cpu - client_cpu,
         "listen_overflows": listen_overflows() - overflows,
     }
 
@@ -139,7 +146,8 @@ def load_probe(name, sessions, per_session, body, messages, seconds):
 
 def latency_probe(cycles, seconds):
     def run(server):
-        latencies = run_async(smtpload.command_latencies(server.port, cycles, seconds))
+        latencies, times = run_async(measured(
+            server.pid, lambda: smtpload.command_latencies(server.port, cycles, seconds)))
         everything = [us for per_command in latencies.values() for us in per_command]
         values = {
             "latency.p50": statistics.median(everything),
@@ -147,7 +155,7 @@ def latency_probe(cycles, seconds):
         }
         per_command = {name: {"p50_us": statistics.median(us), "count": len(us)}
                        for name, us in latencies.items()}
-        return values, {"per_command": per_command}
+        return values, {"per_command": per_command, **times}
 
     return run
 
@@ -254,6 +262,8 @@ MARKS = {
     "*": "some sessions failed, or an accept queue overflowed, in at least one run (see --json)",
     "†": f"the load generator used ≥{CLIENT_BOUND:.0%} of a core in at least one run: "
          "the number may be client-bound",
+    "‡": f"other processes or the hypervisor kept ≥{CONTENDED:.0%} of a core busy during at least "
+         "one run: the machine was not quiet",
 }
 
 
@@ -263,6 +273,8 @@ def run_marks(raw):
         marks.add("*")
     if raw.get("seconds") and raw["client_cpu_s"] / raw["seconds"] >= CLIENT_BOUND:
         marks.add("†")
+    if raw.get("seconds") and raw["other_cpu_s"] / (raw["seconds"] + SETTLE) >= CONTENDED:
+        marks.add("‡")
     return marks
 
 

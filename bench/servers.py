@@ -189,6 +189,13 @@ def rss_kib(pid):
         return int(re.search(r"^VmRSS:\s+(\d+) kB", status.read(), re.M).group(1))
 
 
+def machine_busy_seconds():
+    """CPU time all cores spent busy or stolen by the hypervisor, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def listen_overflows():
     """Connections this network namespace dropped because an accept queue was full."""
     with open("/proc/net/netstat") as netstat:
