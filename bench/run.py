@@ -1,0 +1,493 @@
+"""Benchmark the emulator against reference SMTP servers on 127.0.0.1.
+
+Each measurement starts its server fresh as a subprocess (see servers.py),
+drives it with the asyncio load generator in this process (see smtpload.py)
+and stops it.  Repetitions are interleaved (rep 1 of every server, then rep 2,
+...) so slow drift on the machine hits all servers alike.  Prints a Markdown
+table on stdout (progress goes to stderr); --json saves the raw numbers.
+
+    python bench/run.py                    # full run, a few minutes
+    python bench/run.py --quick            # ~30 s smoke run
+    python bench/run.py --only references --figures cpu,latency --json out.json
+"""
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import trustme
+
+import smtpload
+from servers import (HOST, SERVER_NAMES, SERVERS, ServerStartError, cpu_seconds,
+                     listen_overflows, machine_busy_seconds, rss_kib, running)
+from smtpload import Budget, SmtpError, run_async
+
+KIB = 1024
+SMALL_BODY = 1 * KIB
+SERVER_GROUPS = {"references": ("twisted", "aiosmtpd")}
+RATIO_REFERENCES = ("twisted", "aiosmtpd")
+FIGURES = ("cpu", "rate", "latency", "startup", "memory", "tls")
+# Pause before reading server CPU or RSS once the client is done, so the
+# server has finished tearing down (or setting up) the last connections.
+SETTLE = 0.2
+# Where the driver and the servers run (set by pin_cpus): on different cores,
+# so that client and server never compete for one, and the scheduler cannot
+# move them around between runs.
+CPUS = {"client": None, "server": None}
+# A run whose load generator used this share of a core or more may have been
+# limited by the client, not the server; its cells get a mark.
+CLIENT_BOUND = 0.9
+# A run during which other processes (or the hypervisor) kept this share of a
+# core busy ran on a machine that was not quiet; its cells get a mark.
+CONTENDED = 0.25
+
+
+@dataclass(frozen=True)
+class Settings:
+    reps: int
+    messages: int  # message budget of the CPU loads (about 2,000 in a full run)
+    load_seconds: float  # time cap of each load or latency run
+    latency_cycles: int
+    idle_connections: int
+    tls_sessions: int
+    tls_seconds: float
+    startup_spawns: int
+
+
+FULL = Settings(reps=3, messages=2000, load_seconds=4.0, latency_cycles=2000,
+                idle_connections=1000, tls_sessions=8, tls_seconds=3.0, startup_spawns=5)
+QUICK = Settings(reps=1, messages=200, load_seconds=1.0, latency_cycles=200,
+                 idle_connections=200, tls_sessions=8, tls_seconds=1.0, startup_spawns=3)
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    figure: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One measurement on a freshly started server, yielding values for some rows."""
+
+    name: str
+    rows: tuple
+    run: Callable  # Server -> (values by row key, raw details)
+    reps: int
+    needs_tls: bool = False
+    # Run the server on the driver's core.  With a single request/response
+    # session both processes sit idle between commands; on separate cores
+    # every reply then costs a cross-CPU wake-up (~60 µs on this VM, and
+    # noisy), and the scheduler sooner or later migrates the pair onto one
+    # core anyway, changing the figure mid-run.  Sharing a core measures the
+    # command path itself, the same way for every server.
+    colocate: bool = False
+
+
+# --------------------------------------------------------------------------
+# Probes
+
+
+async def measured(pid, work):
+    """Awaits work(); returns its result, and the wall and CPU seconds it took."""
+    overflows, busy, server_cpu = listen_overflows(), machine_busy_seconds(), cpu_seconds(pid)
+    client_cpu = client_cpu_seconds()
+    started = time.perf_counter()
+    result = await work()
+    wall = time.perf_counter() - started
+    client_cpu = client_cpu_seconds() - client_cpu
+    await asyncio.sleep(SETTLE)
+    server_cpu = cpu_seconds(pid) - server_cpu
+    return result, {
+        "seconds": wall,
+        "server_cpu_s": server_cpu,
+        "client_cpu_s": client_cpu,
+        # Whatever else ran on the machine meanwhile (other processes, steal).
+        "other_cpu_s": machine_busy_seconds() - busy - server_cpu - client_cpu,
+        "listen_overflows": listen_overflows() - overflows,
+    }
+
+
+def client_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_probe(name, sessions, per_session, body, messages, seconds):
+    """Every load yields both CPU per message and messages/s; rows pick what they show."""
+    message = smtpload.make_message(body)
+
+    def run(server):
+        tally, times = run_async(measured(server.pid, lambda: smtpload.send_messages(
+            server.port, sessions, per_session, message, Budget(messages, seconds), seconds)))
+        values = {}
+        if tally.done:
+            values[f"cpu.{name}"] = times["server_cpu_s"] / tally.done * 1e6
+            values[f"rate.{name}"] = tally.done / times["seconds"]
+        return values, {**asdict(tally), **times}
+
+    return run
+
+
+def latency_probe(cycles, seconds):
+    def run(server):
+        latencies, times = run_async(measured(
+            server.pid, lambda: smtpload.command_latencies(server.port, cycles, seconds)))
+        everything = [us for per_command in latencies.values() for us in per_command]
+        values = {
+            "latency.p50": statistics.median(everything),
+            "latency.p99": statistics.quantiles(everything, n=100, method="inclusive")[98],
+        }
+        per_command = {name: {"p50_us": statistics.median(us), "count": len(us)}
+                       for name, us in latencies.items()}
+        return values, {"per_command": per_command, **times}
+
+    return run
+
+
+async def idle_rss(server, count):
+    # One full session first: the first connection pays for lazy imports and
+    # buffers that a server allocates once, not per connection.
+    await smtpload.ehlo_reply(server.port)
+    await asyncio.sleep(SETTLE)
+    before = rss_kib(server.pid)
+    sessions = await smtpload.open_idle(server.port, count)
+    await asyncio.sleep(SETTLE)
+    after = rss_kib(server.pid)
+    for session in sessions:
+        session.close()
+    return before, after, len(sessions)
+
+
+def idle_memory_probe(count):
+    def run(server):
+        before, after, opened = run_async(idle_rss(server, count))
+        values = {"memory.idle": (after - before) / opened} if opened else {}
+        return values, {"rss_before_kib": before, "rss_after_kib": after,
+                        "connections": opened, "errors": count - opened}
+
+    return run
+
+
+def starttls_probe(context, sessions, seconds):
+    def run(server):
+        if b"STARTTLS" not in run_async(smtpload.ehlo_reply(server.port)).upper():
+            return {}, {"starttls": "not advertised"}
+        tally, times = run_async(measured(server.pid, lambda: smtpload.starttls_handshakes(
+            server.port, context, sessions, Budget(sys.maxsize, seconds), seconds)))
+        values = {"tls.rate": tally.done / times["seconds"]} if tally.done else {}
+        return values, {**asdict(tally), **times}
+
+    return run
+
+
+def startup_probe(server):
+    return {"startup.ms": server.startup_s * 1e3}, {}
+
+
+def load_probes(settings):
+    n, cap = settings.messages, settings.load_seconds
+    # (name, sessions, msgs per session, body, message budget, CPU row label,
+    # rate row label).  Sessions reconnect until the budget or the time cap is
+    # spent.  The CPU loads send about n messages (fewer for big bodies, to
+    # stay within the cap); the rate loads rely on the cap.
+    loads = (
+        ("1x1", 1, 1, SMALL_BODY, 4 * n, None, "1 session × 1 msg"),
+        ("1x100", 1, 100, SMALL_BODY, 4 * n, None, "1 session × 100 msgs"),
+        ("20x1", 20, 1, SMALL_BODY, n, "20 sessions × 1 msg, 1 KiB", "20 sessions × 1 msg"),
+        ("20x100", 20, 100, SMALL_BODY, n, "20 sessions × 100 msgs, 1 KiB", "20 sessions × 100 msgs"),
+        ("200x1", 200, 1, SMALL_BODY, 4 * n, None, "200 sessions × 1 msg"),
+        ("200x100", 200, 100, SMALL_BODY, 10 * n, None, "200 sessions × 100 msgs"),
+        ("10k", 4, 100, 10 * KIB, n // 4, "4 sessions, 10 KiB body", None),
+        ("100k", 4, 100, 100 * KIB, n // 20, "4 sessions, 100 KiB body", None),
+        ("1m", 4, 100, 1024 * KIB, n // 100, "4 sessions, 1 MiB body", None),
+    )
+    for name, sessions, per_session, body, messages, cpu_label, rate_label in loads:
+        rows = []
+        if cpu_label:
+            rows.append(Row(f"cpu.{name}", "cpu", f"1. server CPU per msg (µs), {cpu_label}"))
+        if rate_label:
+            rows.append(Row(f"rate.{name}", "rate", f"2. msgs/s, {rate_label}"))
+        yield Probe(f"load {name}", tuple(rows),
+                    load_probe(name, sessions, per_session, body, messages, cap), settings.reps,
+                    colocate=sessions == 1)
+
+
+def all_probes(settings, client_tls):
+    yield from load_probes(settings)
+    yield Probe("latency", (Row("latency.p50", "latency", "3. command latency p50 (µs)"),
+                            Row("latency.p99", "latency", "3. command latency p99 (µs)")),
+                latency_probe(settings.latency_cycles, settings.load_seconds), settings.reps,
+                colocate=True)
+    yield Probe("startup", (Row("startup.ms", "startup", "4. spawn → 220 banner (ms)"),),
+                startup_probe, settings.startup_spawns)
+    yield Probe("memory", (Row("memory.idle", "memory",
+                               f"5. RSS per idle connection (KiB), {settings.idle_connections} conns"),),
+                idle_memory_probe(settings.idle_connections), settings.reps)
+    yield Probe("starttls", (Row("tls.rate", "tls",
+                                 f"6. STARTTLS handshakes/s, {settings.tls_sessions} sessions"),),
+                starttls_probe(client_tls, settings.tls_sessions, settings.tls_seconds),
+                settings.reps, needs_tls=True)
+
+
+# --------------------------------------------------------------------------
+# Running everything
+
+
+@dataclass
+class Results:
+    samples: dict = field(default_factory=dict)  # row key -> server name -> [values]
+    marks: dict = field(default_factory=dict)  # (row key, server name) -> set of marks
+    runs: list = field(default_factory=list)  # raw details of every measurement
+    notes: list = field(default_factory=list)
+    failing: set = field(default_factory=set)  # servers whose failed sessions were noted
+
+
+MARKS = {
+    "*": "some sessions failed, or an accept queue overflowed, in at least one run (see --json)",
+    "†": f"the load generator used ≥{CLIENT_BOUND:.0%} of a core in at least one run: "
+         "the number may be client-bound",
+    "‡": f"other processes or the hypervisor kept ≥{CONTENDED:.0%} of a core busy during at least "
+         "one run: the machine was not quiet",
+}
+
+
+def run_marks(raw):
+    marks = set()
+    if raw.get("errors") or raw.get("listen_overflows"):
+        marks.add("*")
+    if raw.get("seconds") and raw["client_cpu_s"] / raw["seconds"] >= CLIENT_BOUND:
+        marks.add("†")
+    if raw.get("seconds") and raw["other_cpu_s"] / (raw["seconds"] + SETTLE) >= CONTENDED:
+        marks.add("‡")
+    return marks
+
+
+def note(results, text):
+    results.notes.append(text)
+    print(text, flush=True)
+
+
+def make_tls_files(directory):
+    """An RSA-2048 server certificate for localhost from a throwaway CA."""
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    issued = ca.issue_cert("localhost", HOST, key_type=trustme.KeyType.RSA)
+    cert, key = directory / "server.pem", directory / "server.key"
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return (cert, key), client
+
+
+def measure_once(probe, spec, scratch, tls_files, rep, results, broken):
+    try:
+        cpus = CPUS["client" if probe.colocate else "server"]
+        with running(spec, scratch, tls_files if probe.needs_tls else None, cpus) as server:
+            values, raw = probe.run(server)
+    except ServerStartError as exc:
+        broken.add((spec.name, probe.needs_tls))
+        what = "with --tls-cert/--tls-key (STARTTLS n/a)" if probe.needs_tls else "(all its figures n/a)"
+        note(results, f"- {spec.title}: could not start {what}: {exc}; continuing with the others")
+        return
+    except (OSError, SmtpError) as exc:
+        values, raw = {}, {"failed": f"{type(exc).__name__}: {exc}"}
+        note(results, f"- {spec.title}: {probe.name} run {rep + 1} failed: {raw['failed']}")
+    if raw.get("first_error") and spec.name not in results.failing:
+        results.failing.add(spec.name)
+        note(results, f"- {spec.title}: {raw['errors']} session(s) failed in {probe.name} run {rep + 1}, "
+                      f"first: {raw['first_error']} (further failures only in --json)")
+    for key, value in values.items():
+        results.samples.setdefault(key, {name: [] for name in SERVER_NAMES})[spec.name].append(value)
+        results.marks.setdefault((key, spec.name), set()).update(run_marks(raw))
+    results.runs.append({"probe": probe.name, "server": spec.name, "rep": rep + 1,
+                         "values": values, **raw})
+    print(f"  [{rep + 1}/{probe.reps}] {probe.name:<12} {spec.name:<9} "
+          + " ".join(f"{key}={value:.4g}" for key, value in values.items()), file=sys.stderr)
+
+
+def run_all(specs, probes, scratch, tls_files, results):
+    broken = set()  # (server name, started with TLS) that failed to start
+    if not specs:
+        return
+    for rep in range(max(probe.reps for probe in probes)):
+        for probe in (probe for probe in probes if rep < probe.reps):
+            # Rotate the order each repetition so no server always runs first.
+            for spec in specs[rep % len(specs):] + specs[:rep % len(specs)]:
+                if (spec.name, False) in broken or (spec.name, probe.needs_tls) in broken:
+                    continue
+                if probe.needs_tls and spec.tls_args is None:
+                    continue
+                measure_once(probe, spec, scratch, tls_files, rep, results, broken)
+
+
+# --------------------------------------------------------------------------
+# Report
+
+
+def fmt(value):
+    """About three significant digits; thresholds sit where rounding adds a digit."""
+    if abs(value) >= 99.95:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 9.995 else f"{value:.2f}"
+
+
+def cell(values, marks):
+    if not values:
+        return "n/a"
+    text = fmt(statistics.median(values))
+    if len(values) > 1:
+        text += f" ({fmt(min(values))}–{fmt(max(values))})"
+    return " ".join([text, *sorted(marks)])
+
+
+def ratio(row_samples, reference):
+    if not row_samples["emulator"] or not row_samples[reference]:
+        return "n/a"
+    return f"{statistics.median(row_samples['emulator']) / statistics.median(row_samples[reference]):.2f}×"
+
+
+def table(rows, results):
+    titles = {spec.name: spec.title for spec in SERVERS}
+    header = ["figure", *titles.values(), *(f"ratio vs {titles[ref]}" for ref in RATIO_REFERENCES)]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for row in rows:
+        row_samples = results.samples.get(row.key, dict.fromkeys(SERVER_NAMES, []))
+        cells = [cell(row_samples[name], results.marks.get((row.key, name), ())) for name in titles]
+        cells += [ratio(row_samples, ref) for ref in RATIO_REFERENCES]
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    used = set().union(*(results.marks.get((row.key, name), set())
+                         for row in rows for name in SERVER_NAMES))
+    lines += [""] + [f"{mark} {text}" for mark, text in MARKS.items() if mark in used]
+    return "\n".join(lines)
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as cpuinfo:
+        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read(), re.M)
+    return match.group(1) if match else platform.processor() or "unknown"
+
+
+def environment():
+    with open("/proc/loadavg") as loadavg:
+        load = " ".join(loadavg.read().split()[:3])
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "client_event_loop": smtpload.event_loop_name(),
+        "cpus": {role: sorted(cpus) if cpus else "any" for role, cpus in CPUS.items()},
+        "loadavg_at_start": load,
+    }
+
+
+def print_header(env, settings):
+    print("## legacy-smtp emulator benchmark\n")
+    print(f"- date: {env['date']}")
+    print(f"- machine: {env['machine']}, {env['cpu']}, {env['cores']} cores")
+    print(f"- Python: {env['python']}; load generator on {env['client_event_loop']}")
+    print(f"- CPUs: driver {env['cpus']['client']}, servers {env['cpus']['server']} "
+          "(single-session figures: both on the driver's)")
+    print(f"- load average at start: {env['loadavg_at_start']}")
+    print(f"- repetitions: {settings.reps}, interleaved; cells are median (min–max); "
+          "ratio = emulator / reference\n", flush=True)
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="~30 s smoke run: 1 repetition, small loads")
+    parser.add_argument("--reps", type=int, help="repetitions per figure (default 3, 1 with --quick)")
+    parser.add_argument("--only", default="all",
+                        help="comma list of servers: emulator, twisted, aiosmtpd, smtp-sink, "
+                             "or 'references' (twisted + aiosmtpd); default all")
+    parser.add_argument("--figures", default=",".join(FIGURES),
+                        help=f"comma list out of {', '.join(FIGURES)}; default all")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also save raw numbers here")
+    args = parser.parse_args(argv)
+    args.figures = args.figures.split(",")
+    unknown = set(args.figures) - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+    wanted = SERVER_NAMES if args.only == "all" else [
+        name for part in args.only.split(",") for name in SERVER_GROUPS.get(part, (part,))]
+    unknown = set(wanted) - set(SERVER_NAMES)
+    if unknown:
+        parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
+    args.servers = [spec for spec in SERVERS if spec.name in wanted]
+    return args
+
+
+def available(specs, results):
+    if any(spec.name == "smtp-sink" for spec in specs) and not shutil.which("smtp-sink"):
+        note(results, "- Postfix smtp-sink not installed: apt-get install postfix (the harness then adds it)")
+        return [spec for spec in specs if spec.name != "smtp-sink"]
+    return specs
+
+
+def pin_cpus():
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        CPUS.update(client={cpus[0]}, server={cpus[1]})
+        os.sched_setaffinity(0, CPUS["client"])
+
+
+def raise_fd_limit(needed):
+    # Figure 5 holds ~1,000 sockets open in this process, and in the server,
+    # which inherits the limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    if args.reps:
+        settings = Settings(**{**asdict(settings), "reps": args.reps})
+    pin_cpus()
+    env = environment()
+    print_header(env, settings)
+    raise_fd_limit(settings.idle_connections + 256)
+    results = Results()
+    with tempfile.TemporaryDirectory(prefix="smtp-bench-") as scratch:
+        scratch = Path(scratch)
+        tls_files, client_tls = make_tls_files(scratch)
+        probes = [probe for probe in all_probes(settings, client_tls)
+                  if any(row.figure in args.figures for row in probe.rows)]
+        run_all(available(args.servers, results), probes, scratch, tls_files, results)
+    rows = sorted((row for probe in probes for row in probe.rows if row.figure in args.figures),
+                  key=lambda row: FIGURES.index(row.figure))
+    print()
+    print(table(rows, results))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "environment": env, "settings": asdict(settings), "notes": results.notes,
+            "samples": results.samples,
+            "marks": [[key, name, "".join(sorted(marks))]
+                      for (key, name), marks in sorted(results.marks.items()) if marks],
+            "runs": results.runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
