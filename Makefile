@@ -9,7 +9,7 @@ PROFILE ?= ims55sp4
 LISTEN ?= tcp:2525:interface=127.0.0.1
 STATE ?= var
 
-.PHONY: install run test fuzz soak clean
+.PHONY: install run test bench fuzz soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Figures, never assertions: the core's micro-benchmarks, then the emulator
+# beside the reference servers (bench/README.md).  BENCH_ARGS=--quick for a
+# short run.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
+	$(BIN)/python -m pytest bench/micro --benchmark-only --benchmark-columns=min,median,max,ops -p no:cacheprovider -q
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # The hypothesis properties (core parser, chunking, profile loader) for a long
 # run outside CI; FUZZ_ARGS=-x stops at the first failure.
