@@ -123,7 +123,8 @@ class Transcript:
 
 def human_record(record: Record) -> str:
     if record.dir == "event":
-        fields = " ".join(f"{k}={v}" for k, v in record.fields.items())
+        # Values may come from the client (a user name): escaped like data.
+        fields = " ".join(f"{k}={escape(str(v).encode('latin-1', 'replace'))}" for k, v in record.fields.items())
         return f"=== {record.event}{' ' + fields if fields else ''}\n"
     arrow = _SERVER_LEG_ARROWS[record.dir] if record.leg else _ARROWS[record.dir, record.tls]
     out = []

@@ -95,6 +95,13 @@ class Server:
         self.hooks = quirks.hook_table(self.faults + self.profile.quirks) if self.faults else self.profile.hooks
 
 
+class _Fields(dict):
+    """Template values; the loader has checked every name is in replies.FIELDS."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 def _fields(reply) -> set[str]:
     return {f for line in reply.lines for _, f, _, _ in string.Formatter().parse(line) if f}
 
@@ -215,11 +222,13 @@ class ServerConnection:
         return replies.render(reply)
 
     def fill(self, reply: replies.Reply, **fields) -> replies.Reply:
-        """A reply template filled in with this connection's fields."""
-        return reply.format({**self._fields, **fields})
+        """A reply template filled in with this connection's fields; a known
+        field that this step does not provide (C{{recipient}} in a MAIL reply)
+        is empty rather than an error."""
+        return reply.format(_Fields(self._fields, **fields))
 
     def _render(self, name: str, fields: dict) -> replies.Reply:
-        return self.profile.replies[name].format({**self._fields, **fields} if fields else self._fields)
+        return self.fill(self.profile.replies[name], **fields)
 
     def send(self, action: Action) -> None:
         self._out.append(action)

@@ -215,3 +215,26 @@ def test_tls_resets_the_session():
     assert h.send(b"MAIL FROM:<a@b>\r\n") == b"503 Bad sequence of commands\r\n"
     assert h.send(b"EHLO c\r\n").startswith(b"250-")
     assert h.send(b"STARTTLS\r\n") == b"503 Bad sequence of commands\r\n"
+
+
+def test_a_known_field_the_step_does_not_fill_is_empty(tmp_path):
+    """A profile may name any known field in any reply; one the step lacks renders empty, never an error."""
+    from dataclasses import replace
+
+    from emulator import profile, replies
+
+    p = profile.load("ims55sp4")
+    p = replace(p, replies={**p.replies, "mail_ok": replies.parse("250 <{sender}> to <{recipient}>")})
+    h = Harness(p)
+    h.connect()
+    h.send(b"HELO c\r\n")
+    assert h.send(b"MAIL FROM:<a@b>\r\n") == b"250 <a@b> to <>\r\n"
+
+
+def test_event_values_are_escaped_in_the_arrow_form():
+    """A client-chosen value with a line break cannot forge a line of the human transcript."""
+    from emulator.transcript import Transcript
+
+    t = Transcript("s")
+    t.event(0, "auth", user="evil\r\n<- 235 ok")
+    assert t.human() == "=== auth user=evil\\r\\n<- 235 ok\n"
