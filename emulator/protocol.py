@@ -81,10 +81,8 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
                                      now, factory.listener, seed=factory.server.seed)
         factory.transcripts.begin(self.transcript)
         self.conn = ServerConnection(factory.server, peer=(host, port), session_id=session_id,
-                                     date=formatdate(now, localtime=True),
+                                     date=formatdate(now, localtime=True) if factory.server.uses_date else "",
                                      local_port=getattr(self.transport.getHost(), "port", 0))
-        factory.events.emit("connection", session=session_id, peer=f"{host}:{port}",
-                            profile=factory.server.profile.name)
         factory.open_connections += 1
         limits = factory.server.profile.limits
         if limits.connections and factory.open_connections > limits.connections:
@@ -134,8 +132,11 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         self._guard(self.conn.connection_lost)
         self.transcript.event(now, "closed", reason=_reason(reason))
         self.factory.transcripts.finish(self.transcript)
-        self.factory.events.emit("closed", session=self.transcript.session_id,
-                                 messages=self.conn.session.messages)
+        # One line per connection, when it ends (a log event costs more than
+        # a short SMTP session's commands): who, which profile, what came of it.
+        self.factory.events.emit("connection", session=self.transcript.session_id, peer=self.transcript.peer,
+                                 profile=self.transcript.profile, messages=self.conn.session.messages,
+                                 seconds=f"{now - self.transcript.started:.3f}", end=_reason(reason))
 
     # -- carrying out actions --------------------------------------------
 
@@ -147,6 +148,9 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
                 # RFC 5321 4.5.3.2: the wait for the next data differs by phase.
                 wanted = self._data_timeout if self.conn.phase is Phase.DATA else self._idle
                 if self.timeOut != wanted:
+                    # Cancel and schedule anew: moving a timer sooner makes
+                    # the reactor search its whole timer list.
+                    self.setTimeout(None)
                     self.setTimeout(wanted)
         except Exception:
             log.failure("internal error in session {session}", session=self.transcript.session_id)

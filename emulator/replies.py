@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 # Every field a reply template may use, with what it holds.
 FIELDS = {
@@ -61,7 +61,8 @@ class Reply:
 
     def format(self, fields: dict) -> "Reply":
         """Fill the template fields of every line."""
-        return replace(self, lines=tuple(line.format_map(fields) for line in self.lines))
+        lines = tuple(line.format_map(fields) for line in self.lines)
+        return Reply(self.code, lines, self.bare, self.last_separator, self.line_end)
 
 
 def parse(entry: str | list) -> Reply:

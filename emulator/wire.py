@@ -77,11 +77,14 @@ class Server:
             adapt = getattr(section, "adapt_verbs", None)
             if adapt is not None:
                 self.verbs = adapt(self.verbs)
+        used = {name: _fields(reply) for name, reply in self.profile.replies.items()}
         self._static = {
             name: replies.render(reply.format(self.constants))
             for name, reply in self.profile.replies.items()
-            if _fields(reply) <= self.constants.keys()
+            if used[name] <= self.constants.keys()
         }
+        #: Whether any reply shows the session's date (the host formats it only then).
+        self.uses_date = any("date" in fields for fields in used.values())
 
     def reset(self) -> None:
         """Forget cross-connection state."""
@@ -214,6 +217,9 @@ class ServerConnection:
     def rendered(self, name: str, **fields) -> bytes:
         """The bytes of catalogue reply C{name}, without sending them (quirks
         that transform replies apply; those that shape writes do not)."""
+        static = self.server._static.get(name)
+        if static is not None and not self.server.hooks["transform_reply"]:
+            return static
         return self._transformed(name, self._render(name, fields))
 
     def _transformed(self, name: str, reply: replies.Reply) -> bytes:

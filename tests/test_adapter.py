@@ -124,15 +124,18 @@ def test_transcript_records_segments_and_is_written_on_close(tmp_path):
 
 
 def test_each_connection_is_logged():
-    """Connection and close are logged, here as JSON lines."""
+    """Each connection is one log line when it ends (here a JSON line): session, peer, profile, outcome."""
     sink = _Sink()
     reactor, factory, proto, transport = connect(events=EventLog("json", stream=sink))
+    proto.dataReceived(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n")
+    assert sink.lines == []
+    reactor.advance(1.5)
     proto.connectionLost(None)
     import json
 
-    events = [json.loads(line) for line in sink.lines]
-    assert [e["event"] for e in events] == ["connection", "closed"]
-    assert events[0]["profile"] == "ims55sp4"
+    (event,) = [json.loads(line) for line in sink.lines]
+    assert event["event"] == "connection" and event["profile"] == "ims55sp4"
+    assert (event["messages"], event["seconds"], event["session"]) == (1, "1.500", proto.transcript.session_id)
 
 
 @pytest.mark.parametrize("chunks", [[b"NOOP\r\n"], [b"NO", b"OP\r", b"\n"]])

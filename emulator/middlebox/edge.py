@@ -56,8 +56,6 @@ class MiddleboxProtocol(Protocol):
         self.transcript = Transcript(factory.next_session_id(), factory.profile, address, self._now(),
                                      factory.listener, middlebox=factory.box.type)
         factory.transcripts.begin(self.transcript)
-        factory.events.emit("connection", session=self.transcript.session_id, peer=address,
-                            middlebox=factory.box.type, upstream=factory.upstream.description)
         self.leg = factory.upstream.connect(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -68,7 +66,9 @@ class MiddleboxProtocol(Protocol):
         self._guard(self.relay.client_closed)
         self.transcript.event(self._now(), "closed", reason=_reason(reason))
         self.factory.transcripts.finish(self.transcript)
-        self.factory.events.emit("closed", session=self.transcript.session_id)
+        self.factory.events.emit("connection", session=self.transcript.session_id, peer=self.transcript.peer,
+                                 middlebox=self.factory.box.type, upstream=self.factory.upstream.description,
+                                 end=_reason(reason))
 
     # -- the server leg's side -------------------------------------------
 
