@@ -69,9 +69,7 @@ class Server:
         self.constants = {"hostname": self.hostname, "version": self.profile.version}
         self.set_faults(())
         self.tls: TLSConfig = self.profile.sections.get("tls") or TLSConfig()
-        text_line = self.profile.limits.text_line
-        # A run of text_line bytes without LF is a line longer than the limit.
-        self.long_line = re.compile(rb"[^\n]{%d}" % text_line) if text_line else None
+
         self.verbs = commands.table(self.profile.commands)
         for section in self.profile.sections.values():
             adapt = getattr(section, "adapt_verbs", None)
@@ -96,6 +94,13 @@ class Server:
         the hook table is replaced in one assignment."""
         self.faults = tuple(faults)
         self.hooks = quirks.hook_table(self.faults + self.profile.quirks) if self.faults else self.profile.hooks
+
+
+def _has_long_line(body: bytes, limit: int) -> bool:
+    """Whether a line of C{body}, CRLF included, is longer than C{limit}
+    bytes (RFC 5321 4.5.3.1.6).  Split in C: a regular expression for "a run
+    of limit bytes without LF" backtracks at every position."""
+    return len(body) >= limit and max(map(len, body.split(b"\n"))) >= limit
 
 
 class _Fields(dict):
@@ -389,14 +394,14 @@ class ServerConnection:
         self.phase = Phase.COMMAND
         self._buffer += rest
         self._begin("DATA_END")
-        long_line = self.server.long_line
+        text_line = self.profile.limits.text_line
         if any(q.before_data_end(self, body) for q in self.server.hooks["before_data_end"]):
             self.envelope = Envelope()  # a quirk answered: the transaction ends undelivered
         elif self._data.overflow:
             self.event("message_rejected", reason="size", bytes=self._data.size)
             self.envelope = Envelope()
             self.reply("message_too_big", limit=str(self.profile.limits.message_size))
-        elif long_line is not None and long_line.search(body):
+        elif text_line and _has_long_line(body, text_line):
             self.event("message_rejected", reason="text_line", bytes=len(body))
             self.envelope = Envelope()
             self.reply("data_line_too_long", limit=str(self.profile.limits.text_line))
