@@ -29,3 +29,33 @@ def test_readme_examples_pass(pytester):
     functions = sum(text.count("\ndef test_") for text in found.values())
     assert result.ret == 0, result.stdout.str()
     assert set(outcomes) == {"passed"} and outcomes["passed"] >= functions
+
+
+def _table_names(text: str, heading: str, column: str) -> set[str]:
+    """The backticked first cells of the tables under C{heading} whose header starts with C{column}."""
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    names, in_table = set(), False
+    for line in section.splitlines():
+        if line.startswith(f"| {column} |"):
+            in_table = True
+        elif not line.startswith("|"):
+            in_table = False
+        elif in_table and line.startswith("| `"):
+            names.add(line.split("`")[1])
+    return names
+
+
+def test_readme_profile_tables_match_profiles():
+    """Every server profile has a row in the README's profile tables, and every row names a real profile."""
+    from emulator import profile as profiles
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    assert _table_names(text, "Profiles", "profile") == set(profiles.names())
+
+
+def test_readme_persona_table_matches_client_profiles():
+    """Every sender persona has a row in the README's persona table, and every row names a real one."""
+    from emulator import profile as profiles
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    assert _table_names(text, "Sender personas", "persona") == set(profiles.names(role="client"))
