@@ -233,6 +233,8 @@ class EmulatorFactory(Factory):
     """Builds a protocol per connection, sharing one L{Server}, the message
     store and the transcript store."""
 
+    noisy = False  # the listener logs "listening on ..." itself
+
     def __init__(self, server: Server, *, store: MessageStore | None = None,
                  transcripts: TranscriptStore | None = None, events: EventLog | None = None,
                  tls_context=None, implicit_tls: bool = False, listener: str = "", reactor=None):
