@@ -19,7 +19,6 @@ from email.utils import formatdate
 from twisted.internet import interfaces
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from emulator.actions import Close, Delay, Deliver, Event, Send, StartTLS
@@ -52,19 +51,26 @@ class EventLog:
 
 
 @implementer(interfaces.IHandshakeListener)
-class EmulatorProtocol(Protocol, TimeoutMixin):
-    """One client connection to an emulated server."""
+class EmulatorProtocol(Protocol):
+    """One client connection to an emulated server.
+
+    Timeouts (RFC 5321 4.5.3.2) use one timer per connection: it fires at
+    most C{shortest} seconds apart and compares the silence since the last
+    input with the limit of the current phase (TLS handshake, DATA, or
+    between commands).  Input only records the time; no timer is touched per
+    read, and none is ever moved sooner (which makes the reactor search its
+    whole timer list)."""
 
     conn: ServerConnection
     transcript: Transcript
 
     def __init__(self, factory: "EmulatorFactory"):
         self.factory = factory
-        self.callLater = factory.reactor.callLater  # TimeoutMixin's clock
         self._tls = factory.implicit_tls
         self._handshaking = factory.implicit_tls
         self._pending = None
-        self._idle = self._data_timeout = None
+        self._timer = None
+        self._last = 0.0
 
     # -- Twisted's side ----------------------------------------------------
 
@@ -91,16 +97,15 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
             self.conn.close()
             self.transport.loseConnection()
             return
-        self._idle = limits.idle_timeout or None
-        self._data_timeout = limits.data_timeout or None
-        self.setTimeout(factory.server.tls.handshake_timeout if self._handshaking else self._idle)
+        self._last = now
+        self._watch()
         if self._handshaking:
             self.transcript.event(now, "tls_starting", implicit=True)
         self._guard(self.conn.connect)
 
     def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
-        self.transcript.received(self._now(), data, self._tls)
+        self._last = now = self._now()
+        self.transcript.received(now, data, self._tls)
         if self._pending is not None:  # a Delay is running; keep order
             self._pending[1].append(data)
             return
@@ -109,9 +114,35 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
     def handshakeCompleted(self) -> None:
         info = handshake_info(self.transport)
         self._tls, self._handshaking = True, False
-        self.setTimeout(self._idle)
+        self._last = self._now()
         self.transcript.event(self._now(), "tls_established", **info)
         self._guard(self.conn.tls_established, info)
+
+    # -- timeouts ---------------------------------------------------------
+
+    def _limit(self) -> float | None:
+        """The silence allowed in the current phase, in seconds (None: no limit)."""
+        limits = self.factory.server.profile.limits
+        if self._handshaking:
+            return self.factory.server.tls.handshake_timeout or None
+        if self.conn.phase is Phase.DATA:
+            return limits.data_timeout or None
+        return limits.idle_timeout or None
+
+    def _watch(self, after: float | None = None) -> None:
+        shortest = self.factory.shortest_timeout
+        if shortest is not None:
+            self._timer = self.factory.reactor.callLater(shortest if after is None else after, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        limit = self._limit()
+        silent = self._now() - self._last
+        if limit is not None and silent >= limit:
+            self.timeoutConnection()
+        else:
+            left = self.factory.shortest_timeout if limit is None else limit - silent
+            self._watch(min(left, self.factory.shortest_timeout))
 
     def timeoutConnection(self) -> None:
         if self._handshaking:
@@ -123,7 +154,8 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason) -> None:
         self.factory.open_connections -= 1
-        self.setTimeout(None)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
         if self._pending is not None and self._pending[0].active():
             self._pending[0].cancel()
         now = self._now()
@@ -144,14 +176,6 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
         """Run a core step and its actions; a bug stays in this connection."""
         try:
             self._run(step(*args))
-            if not self._handshaking:
-                # RFC 5321 4.5.3.2: the wait for the next data differs by phase.
-                wanted = self._data_timeout if self.conn.phase is Phase.DATA else self._idle
-                if self.timeOut != wanted:
-                    # Cancel and schedule anew: moving a timer sooner makes
-                    # the reactor search its whole timer list.
-                    self.setTimeout(None)
-                    self.setTimeout(wanted)
         except Exception:
             log.failure("internal error in session {session}", session=self.transcript.session_id)
             self.transcript.event(self._now(), "internal_error")
@@ -173,7 +197,6 @@ class EmulatorProtocol(Protocol, TimeoutMixin):
             elif kind is StartTLS:
                 self.transcript.event(self._now(), "tls_starting")
                 self._handshaking = True
-                self.setTimeout(self.factory.server.tls.handshake_timeout)
                 self.transport.startTLS(self.factory.tls_context)
             elif kind is Close:
                 if action.abort:
@@ -250,6 +273,10 @@ class EmulatorFactory(Factory):
         self.reactor = reactor
         self.errors: list[BaseException] = []
         self.open_connections = 0
+        limits = server.profile.limits
+        candidates = [limits.idle_timeout, limits.data_timeout, server.tls.handshake_timeout]
+        #: How often, at most, a connection's timer looks at its silence.
+        self.shortest_timeout = min((c for c in candidates if c), default=None)
 
     def next_session_id(self) -> str:
         return f"{_RUN}-{next(_session_numbers):06d}"
