@@ -9,40 +9,26 @@ from emulator.auth import AuthSettings
 from emulator.ntlm import Account
 from emulator.profile import ProfileError
 
-GOOD = textwrap.dedent("""\
-    name: mini
-    product: "Test"
-    version: "1.0"
-    describes: "test"
-    hostname: "h.test"
-    commands: [HELO, QUIT, AUTH]
-    replies:
-      greeting: "220 {hostname} ready"
-      helo: "250 OK"
-      syntax_helo: "501 bad"
-      quit: "221 bye"
-      unknown: "500 what"
-      line_too_long: "500 long"
-      data_line_too_long: "500 long text"
-      too_many_commands: "421 enough"
-      too_many_errors: "421 errors"
-      too_many_connections: "421 busy"
-      need_helo: "503 helo first"
-      bad_sequence: "503 sequence"
-      syntax_auth: "501 syntax"
-      auth_unknown_mechanism: "504 unknown"
-      auth_failed: "535 no"
-      auth_cancelled: "501 cancelled"
-      auth_bad_base64: "501 base64"
-      auth_already: "503 already"
-      auth_username: "334 VXNlcm5hbWU6"
-      auth_password: "334 UGFzc3dvcmQ6"
-      auth_ok_login: "235 yes"
-    auth:
-      mechanisms: [LOGIN]
-      accounts:
-        - {user: "tester", domain: "EXAMPLE", password: "secret"}
-""")
+from test_profiles import GOOD as MINIMAL
+
+# The minimal profile of test_profiles, with AUTH and what it needs.
+GOOD = MINIMAL.format(name="mini").replace("commands: [HELO, QUIT]", "commands: [HELO, QUIT, AUTH]") + """\
+  need_helo: "503 helo first"
+  bad_sequence: "503 sequence"
+  syntax_auth: "501 syntax"
+  auth_unknown_mechanism: "504 unknown"
+  auth_failed: "535 no"
+  auth_cancelled: "501 cancelled"
+  auth_bad_base64: "501 base64"
+  auth_already: "503 already"
+  auth_username: "334 VXNlcm5hbWU6"
+  auth_password: "334 UGFzc3dvcmQ6"
+  auth_ok_login: "235 yes"
+auth:
+  mechanisms: [LOGIN]
+  accounts:
+    - {user: "tester", domain: "EXAMPLE", password: "secret"}
+"""
 
 
 def added(line: str) -> tuple[str, str]:
