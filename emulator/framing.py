@@ -1,39 +1,39 @@
 """
-Framing: where a command line ends, and where a message ends.
+Framing: where a message ends, and what its dot-stuffing hides.
 
-Commands end at LF (CRLF is canonical; a bare LF is tolerated as most MTAs
-do).  A message ends at the first terminator in the byte stream, searched in
-bulk with C{bytes.find}, never line by line in Python; dot-unstuffing is two
-C{replace}-style passes over the whole body (RFC 5321 section 4.5.2).
+A message ends at the first CRLF.CRLF in the byte stream (RFC 5321 section
+4.1.1.4), searched in bulk with C{bytes.find} on each read as it arrives,
+never line by line in Python.  Only CRLF.CRLF ends it: a bare LF or bare CR
+before the dot is content, which keeps the emulator safe from SMTP smuggling.
 
-By default the only terminator is CRLF.CRLF, which keeps the emulator safe
-from SMTP smuggling (bare LF or bare CR before the dot).  A quirk may add the
-terminators a historical product accepted.
+The same search finds the lines the client dot-stuffed (RFC 5321 section
+4.5.2: every CRLF followed by a dot that is not the terminator), so the body
+is unstuffed only when it has such a line, with one C{replace} over it.
 """
 
 from __future__ import annotations
 
-# (pattern, how many of its leading bytes belong to the message body)
-CRLF_DOT_CRLF = (b"\r\n.\r\n", 2)
+_CRLF_DOT = b"\r\n."
+_TAIL = 4  # bytes kept from the previous read: enough to hold an undecided CRLF "." CR
 
 
 class DataReader:
     """Collects one message after C{354} until its terminator.
 
-    The body is searched as if a CRLF came before its first byte, so that an
-    empty message (C{.} right after C{354}) ends it too.
+    The body is read as if a CRLF came before its first byte, so that an
+    empty message (C{.} right after C{354}) ends it too, and a dot opening
+    the first line is unstuffed like any other.
 
     @ivar size: bytes of body received (before unstuffing).
     @ivar overflow: the body grew beyond C{max_size}; the content is then
         discarded as it arrives, but the terminator is still looked for.
     """
 
-    def __init__(self, max_size: int = 0, terminators: tuple = (CRLF_DOT_CRLF,)):
+    def __init__(self, max_size: int = 0):
         self._max = max_size
-        self._terminators = terminators
-        self._longest = max(len(t[0]) for t in terminators)
-        self._buf = bytearray(b"\r\n")
-        self._scan = 0
+        self._parts: list[bytes] = []
+        self._tail = b"\r\n"  # the last bytes read (at first, the virtual CRLF)
+        self._stuffed = False
         self.size = 0
         self.overflow = False
 
@@ -41,35 +41,52 @@ class DataReader:
         """Add C{data}; return C{(body, rest)} once the terminator is seen,
         else C{(None, b"")}.  C{body} is unstuffed (empty after an overflow);
         C{rest} is what followed the terminator (pipelined commands)."""
-        buf = self._buf
-        buf += data
         self.size += len(data)
-        end = self._find()
-        if end is None:
-            if self._max and self.size > self._max:
-                # Forget the body but its tail, which may hold half a terminator.
-                self.overflow = True
-                del buf[:len(buf) - self._longest + 1]
-                self._scan = 0
-            else:
-                self._scan = max(len(buf) - self._longest + 1, 0)
+        tail = self._tail
+        # A terminator that began in the previous read, then one in this read.
+        index = self._scan(tail + data[:_TAIL], len(tail))
+        if index is not None:
+            index -= len(tail)  # relative to data: negative, it began earlier
+        else:
+            index = self._scan(data, len(data))
+        if index is None:
+            if not self.overflow:
+                self._parts.append(data)
+                if self._max and self.size > self._max:
+                    self.overflow = True
+                    self._parts = []
+            self._tail = data[-_TAIL:] if len(data) >= _TAIL else (tail + data)[-_TAIL:]
             return None, b""
-        index, pattern, keep = end
-        rest = bytes(buf[index + len(pattern):])
-        self.size -= len(pattern) - keep + len(rest)
+        end = index + 2  # the body keeps the CRLF before the dot
+        rest = data[index + 5:]
+        self.size -= len(data) - end
         if self._max and self.size > self._max:
             self.overflow = True
         if self.overflow:
             return b"", rest
-        return unstuff(bytes(buf[2:index + keep])), rest
+        parts = self._parts
+        if end >= 0:
+            parts.append(data[:end])
+            body = b"".join(parts)
+        else:
+            body = b"".join(parts)[:end]
+        return unstuff(body) if self._stuffed else body, rest
 
-    def _find(self):
-        best = None
-        for pattern, keep in self._terminators:
-            index = self._buf.find(pattern, self._scan)
-            if index != -1 and (best is None or index < best[0]):
-                best = (index, pattern, keep)
-        return best
+    def _scan(self, buffer: bytes, limit: int) -> int | None:
+        """The index of the terminator in C{buffer} if one begins before
+        C{limit}; notes every stuffed line on the way.  Stops at a CRLF "."
+        whose next bytes have not arrived yet: the next read decides it."""
+        find = buffer.find
+        index = find(_CRLF_DOT, 0, limit + 2)
+        while index != -1:
+            after = buffer[index + 3:index + 5]
+            if after == b"\r\n":
+                return index
+            if len(after) < 2 and b"\r\n".startswith(after):
+                return None
+            self._stuffed = True
+            index = find(_CRLF_DOT, index + 3, limit + 2)
+        return None
 
 
 def unstuff(body: bytes) -> bytes:

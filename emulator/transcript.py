@@ -33,7 +33,7 @@ from emulator.files import write_atomically
 
 _ARROWS = {("c", False): "->", ("s", False): "<-", ("c", True): "~>", ("s", True): "<~"}
 _SERVER_LEG_ARROWS = {"c": "=>", "s": "<="}
-_LEG = {"": "", "server": ', "leg": "server"'}  # JSON of a record's leg
+_END = {"": b"}\n", "server": b', "leg": "server"}\n'}  # a data record's JSON after its data
 _ESCAPES = {0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}
 _PRINTABLE = {b: chr(b) for b in range(0x20, 0x7F) if b != 0x5C}
 
@@ -90,18 +90,23 @@ class Transcript:
         return "".join(human_record(r) for r in self.records)
 
     def to_jsonl(self) -> str:
+        return b"".join(self.jsonl_pieces()).decode("ascii")
+
+    def jsonl_pieces(self) -> list[bytes]:
+        """The JSON-lines form as ASCII pieces to write one after the other
+        (with C{writev}: a large message's data is never copied into a line)."""
         header = {"session": self.session_id, "profile": self.profile, "peer": self.peer,
                   "started": self.started, "listener": self.listener, "seed": self.seed}
         if self.middlebox:
             header.update(middlebox=self.middlebox, upstream=self.upstream)
-        lines = [json.dumps(header)]
+        pieces = [json.dumps(header).encode("ascii") + b"\n"]
         for r in self.records:
             if r.dir == "event":
-                lines.append(json.dumps({"t": round(r.t, 6), "event": r.event, **r.fields}))
-            else:  # the hot path: formatted directly, the string escaped by json's C encoder
-                lines.append(f'{{"t": {r.t:.6f}, "dir": "{r.dir}", "tls": {"true" if r.tls else "false"}, '
-                             f'"data": {_json_string(r.data.decode("latin-1"))}{_LEG[r.leg]}}}')
-        return "\n".join(lines) + "\n"
+                pieces.append(json.dumps({"t": round(r.t, 6), "event": r.event, **r.fields}).encode("ascii") + b"\n")
+            else:  # the hot path: formatted directly
+                pieces += (b'{"t": %.6f, "dir": "%s", "tls": %s, "data": ' % (
+                    r.t, r.dir.encode("ascii"), b"true" if r.tls else b"false"), json_bytes(r.data), _END[r.leg])
+        return pieces
 
     @classmethod
     def from_jsonl(cls, text: str) -> "Transcript":
@@ -138,6 +143,23 @@ def human_record(record: Record) -> str:
     return "".join(out)
 
 
+# Bytes that json's ASCII encoder writes as themselves, or as \\ \" \r \n \t.
+_REPLACEABLE = bytes(range(0x20, 0x7F)) + b"\r\n\t"
+
+
+def json_bytes(data: bytes) -> bytes:
+    """C{data} as a JSON string of Latin-1 characters, exactly what
+    C{json.dumps(data.decode("latin-1"))} gives, as ASCII bytes.  Mail is
+    mostly printable ASCII and line ends, escaped by five C{replace} passes
+    in C, about 3 times faster than json's encoder on a large message (which
+    also needs the text decoded first); other bytes, and short data (where
+    the passes cost more than they save), take json's encoder."""
+    if len(data) < 512 or data.translate(None, _REPLACEABLE):
+        return _json_string(data.decode("latin-1")).encode("ascii")
+    return b'"%s"' % data.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(
+        b"\r", b"\\r").replace(b"\n", b"\\n").replace(b"\t", b"\\t")
+
+
 def escape(data: bytes) -> str:
     return "".join(_PRINTABLE.get(b) or _ESCAPES.get(b) or f"\\x{b:02x}" for b in data)
 
@@ -162,7 +184,7 @@ class TranscriptStore:
         self.recent.append(transcript)
         if self.folder:
             write_atomically(self._tmp, self._folder, f"{transcript.session_id}.jsonl",
-                             transcript.to_jsonl().encode("ascii"))
+                             transcript.jsonl_pieces())
 
     def all(self) -> list[Transcript]:
         return list(self.recent) + list(self.open.values())

@@ -24,7 +24,7 @@ from typing import Callable
 
 from emulator import commands, quirks, replies
 from emulator.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
-from emulator.framing import CRLF_DOT_CRLF, DataReader
+from emulator.framing import DataReader
 from emulator.session import Envelope, Phase, Session
 from emulator.tlsconfig import TLSConfig
 
@@ -98,9 +98,17 @@ class Server:
 
 def _has_long_line(body: bytes, limit: int) -> bool:
     """Whether a line of C{body}, CRLF included, is longer than C{limit}
-    bytes (RFC 5321 4.5.3.1.6).  Split in C: a regular expression for "a run
-    of limit bytes without LF" backtracks at every position."""
-    return len(body) >= limit and max(map(len, body.split(b"\n"))) >= limit
+    bytes (RFC 5321 4.5.3.1.6).  Leaps a window at a time: the last LF in
+    the C{limit} bytes from a line's start begins the next line to look at,
+    so a message of short lines costs one C{rfind} (memrchr, in C) per
+    C{limit} bytes, not one Python step per line."""
+    start, size = 0, len(body)
+    while size - start >= limit:
+        newline = body.rfind(b"\n", start, start + limit)
+        if newline == -1:
+            return True
+        start = newline + 1
+    return False
 
 
 class _Fields(dict):
@@ -149,7 +157,10 @@ class ServerConnection:
         """Bytes from the peer, in whatever pieces the network gave them."""
         if self.phase is Phase.CLOSED or self.phase is Phase.TLS_PENDING or self._ignoring:
             return self._flush()
-        self._buffer += data
+        if self.phase is Phase.DATA and not self._buffer:
+            self._feed_data(data)  # a message's bulk goes straight to its reader, uncopied
+        else:
+            self._buffer += data
         if not self._hello_checked and len(self._buffer) >= 3:
             # Looked at once, on the first three bytes however they arrived.
             self._hello_checked = True
@@ -261,7 +272,7 @@ class ServerConnection:
     def start_data(self) -> None:
         """Read a message next (after the handler has sent 354)."""
         self.phase = Phase.DATA
-        self._data = DataReader(self.profile.limits.message_size, (CRLF_DOT_CRLF,))
+        self._data = DataReader(self.profile.limits.message_size)
 
     def expect_line(self, handler, limit: int | None = None) -> None:
         """Give the next input line to C{handler(conn, line)} instead of the
@@ -385,9 +396,10 @@ class ServerConnection:
         self.reply("line_too_long")
         self._check_errors()
 
-    def _feed_data(self) -> None:
-        data = bytes(self._buffer)
-        self._buffer.clear()
+    def _feed_data(self, data: bytes | None = None) -> None:
+        if data is None:
+            data = bytes(self._buffer)
+            self._buffer.clear()
         body, rest = self._data.feed(data)
         if body is None:
             return

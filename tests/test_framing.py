@@ -69,3 +69,42 @@ def test_oversized_message_in_one_segment_is_refused():
 def test_message_of_exactly_the_limit_is_accepted():
     """A body of exactly max_size bytes is within the limit."""
     assert DataReader(max_size=10).feed(b"12345678\r\n.\r\n") == (b"12345678\r\n", b"")
+
+
+def _naive_read(stream: bytes) -> tuple[bytes, bytes] | None:
+    """The definition, with nothing clever: the body is everything before the
+    first CRLF.CRLF of CRLF + stream, every CRLF "." inside it unstuffed."""
+    index = (b"\r\n" + stream).find(b"\r\n.\r\n")
+    if index == -1:
+        return None
+    body = (b"\r\n" + stream)[:index + 2].replace(b"\r\n.", b"\r\n")[2:]
+    return body, stream[index + 3:]
+
+
+@given(st.lists(st.sampled_from([b"\r\n", b".", b"..", b"\r", b"\n", b"a", b"\r\n.\r\n", b"\r\n..\r\n"]), max_size=40),
+       st.lists(st.integers(0, 200), max_size=8))
+def test_reader_agrees_with_the_definition_however_the_bytes_arrive(tokens, cuts):
+    """Body, rest and unstuffing match the plain definition of RFC 5321
+    4.1.1.4 and 4.5.2 for dot-heavy streams cut at any points: a stuffed line
+    or the terminator split between reads is still seen."""
+    stream = b"".join(tokens) + b"\r\n.\r\nNOOP\r\n"
+    reader, result, start = DataReader(), None, 0
+    for end in sorted({c % (len(stream) + 1) for c in cuts}) + [len(stream)]:
+        body, rest = reader.feed(stream[start:end])
+        if body is not None:
+            result = (body, rest + stream[end:])
+            break
+        start = end
+    assert result == _naive_read(stream)
+
+
+def test_unstuffed_only_when_a_line_was_stuffed():
+    """Dots inside lines are content; a stuffed line split across reads
+    (CRLF in one, the dots in the next) is still unstuffed."""
+    reader = DataReader()
+    assert reader.feed(b"a.b\r\n") == (None, b"")
+    assert reader.feed(b"c\r\n.\r\n") == (b"a.b\r\nc\r\n", b"")
+    reader = DataReader()
+    assert reader.feed(b"a\r\n") == (None, b"")
+    assert reader.feed(b"..b\r\n.") == (None, b"")
+    assert reader.feed(b"\r\n") == (b"a\r\n.b\r\n", b"")

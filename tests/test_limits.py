@@ -3,9 +3,11 @@
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, strategies as st
 
 from emulator import profile as profiles
 from emulator.testing import Harness
+from emulator.wire import _has_long_line
 
 from test_adapter import EventLog, Reactor, _Sink
 
@@ -34,6 +36,15 @@ def test_text_line_over_1000_bytes_refuses_the_message():
     assert h.send(b"x" * 999 + b"\r\n.\r\n") == b"500 Line too long\r\n"
     assert len(h.messages) == 1
     assert h.transcript.events("message_rejected")[0].fields == {"reason": "text_line", "bytes": 1001}
+
+
+@given(st.lists(st.integers(0, 40), max_size=30), st.integers(1, 45), st.sampled_from([b"\n", b"\r\n"]))
+def test_long_line_check_agrees_with_the_definition(lengths, limit, end):
+    """The windowed search says a line is too long exactly when splitting the
+    body at every LF would find a piece of at least C{limit} bytes."""
+    body = end.join(b"x" * n for n in lengths)
+    naive = len(body) >= limit and max(map(len, body.split(b"\n"))) >= limit
+    assert _has_long_line(body, limit) == naive
 
 
 def test_text_line_limit_zero_accepts_any_line():
