@@ -9,7 +9,7 @@ PROFILE ?= ims55sp4
 LISTEN ?= tcp:2525:interface=127.0.0.1
 STATE ?= var
 
-.PHONY: install run test bench fuzz soak clean
+.PHONY: install compile run test bench fuzz soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-run: install
+# Byte-compile the checkout as pip does for an installed package: an editable
+# install is compiled on first import only where bytecode may be written
+# (not under PYTHONDONTWRITEBYTECODE), else on every start.
+compile: install
+	$(BIN)/python -m compileall -q emulator twisted/plugins
+
+run: compile
 	$(BIN)/twistd --nodaemon --pidfile= emulator --profile $(PROFILE) --listen $(LISTEN) \
 		--maildir $(STATE)/maildir --transcripts $(STATE)/transcripts --state-dir $(STATE)/state
 
@@ -31,7 +37,7 @@ test: install
 # Figures, never assertions: the core's micro-benchmarks, then the emulator
 # beside the reference servers (bench/README.md).  BENCH_ARGS=--quick for a
 # short run.
-bench: install
+bench: compile
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
 	$(BIN)/python -m pytest bench/micro --benchmark-only --benchmark-columns=min,median,max,ops -p no:cacheprovider -q
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -42,8 +48,9 @@ fuzz: install
 	$(BIN)/python -m pytest tests/properties --hypothesis-profile=fuzz --hypothesis-show-statistics $(FUZZ_ARGS)
 
 # N concurrent real clients on loopback, then a Maildir exactly-once check.
-soak: install
+soak: compile
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info twisted/plugins/dropin.cache
+	find emulator twisted tests bench -name __pycache__ -prune -exec rm -rf {} +

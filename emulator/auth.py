@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from emulator import commands, profile
-from emulator.ntlm import Account, NTLMAcceptor, NTLMError, challenge_from_seed
+from emulator.accounts import Account
 from emulator.profile import SectionError
 
 VERBS = ("AUTH", "XAUTH")
@@ -62,7 +62,7 @@ class AuthSettings:
 
     @ivar mechanisms: what C{AUTH} takes, upper case.
     @ivar xauth_mechanisms: what C{XAUTH} takes.
-    @ivar accounts: who may log in (L{emulator.ntlm.Account}).
+    @ivar accounts: who may log in (L{emulator.accounts.Account}).
     @ivar required: MAIL is refused with C{auth_required} until a login succeeds.
     @ivar challenge_seed: NTLM challenges come from
         C{challenge_from_seed(seed, n)}, n counting the connection's AUTH and
@@ -430,6 +430,10 @@ class _NTLM(_Exchange):
         self.prompt(conn, "auth_ntlm_prompt", self.negotiate)
 
     def negotiate(self, conn, data: bytes) -> None:
+        # Imported on first use: pyspnego and its crypto would add a tenth to
+        # start-up, and most sessions never authenticate with NTLM.
+        from emulator.ntlm import NTLMAcceptor, NTLMError
+
         labels = conn.server.hostname.split(".", 1)
         self.acceptor = NTLMAcceptor(
             self.settings.accounts,
@@ -451,6 +455,8 @@ class _NTLM(_Exchange):
     first = negotiate
 
     def authenticate(self, conn, data: bytes) -> None:
+        from emulator.ntlm import NTLMError
+
         try:
             result = self.acceptor.verify(data)
         except NTLMError as e:
@@ -467,6 +473,8 @@ class _NTLM(_Exchange):
         seed = self.settings.challenge_seed
         if seed is None:
             return conn.server.random_bytes(8)
+        from emulator.ntlm import challenge_from_seed
+
         attempt = sum(conn.session.counts[verb] for verb in VERBS) - 1
         return challenge_from_seed(seed, attempt)
 

@@ -270,7 +270,7 @@ class LegacySMTP:
             C{pix-mailguard}, a YAML file, or an L{emulator.middlebox.Middlebox});
             default: the profile's own C{middlebox:} section, if any.
         @param accounts: accounts added to the profile's (C{"user:password"},
-            C{"DOMAIN\\user:password"} or L{emulator.ntlm.Account}), as C{--account} does.
+            C{"DOMAIN\\user:password"} or L{emulator.accounts.Account}), as C{--account} does.
         @raise emulator.profile.ProfileError: an unknown or broken profile or middlebox.
         @raise ValueError: the profile cannot be served that way.
         """

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
 # pyspnego keeps its NTLM primitives in the private package spnego._ntlm_raw.
@@ -24,6 +24,8 @@ from typing import Sequence, TypeVar
 from spnego._ntlm_raw.crypto import compute_response_v1, hmac_md5, lmowfv1, ntowfv1, ntowfv2
 from spnego._ntlm_raw.messages import Authenticate, AvId, Challenge, Negotiate, TargetInfo, Version
 from spnego._ntlm_raw.messages import NegotiateFlags as F
+
+from emulator.accounts import Account
 
 _Message = TypeVar("_Message", Negotiate, Authenticate)
 
@@ -34,19 +36,6 @@ _GRANTED |= F.version | F.key_128 | F.key_exch | F.key_56
 _ALWAYS = F.request_target | F.ntlm | F.target_info | F.target_type_domain
 # Windows 2000 (build 2195), sent only to clients that set NTLMSSP_NEGOTIATE_VERSION.
 _SERVER_VERSION = Version(major=5, minor=0, build=2195)
-
-
-@dataclass(frozen=True)
-class Account:
-    """
-    An account. C{user} and C{domain} match case-insensitively; domain C{""}
-    or C{"*"} matches any. C{password} stays out of C{repr}; as in pyspnego,
-    C{LMHASH:NTHASH} (32 hex digits each) is taken as the hashes themselves.
-    """
-
-    user: str
-    domain: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,10 @@ def _merge(base: dict, over: dict) -> dict:
     return merged
 
 
+# libyaml's parser when PyYAML has it (about 10 times faster: a third of start-up otherwise).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_document(path: Path) -> dict:
     """Parse one profile file of any role with the safe loader: a mapping,
     no duplicate keys, quoted reply texts.  The role's loader checks the rest."""
@@ -259,7 +263,7 @@ def read_document(path: Path) -> dict:
         raise ProfileError(path, "(file)", f"cannot read: {e}") from None
     loader = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             raise ProfileError(path, "(file)", "empty file")

@@ -28,7 +28,7 @@ class Harness:
     @ivar tls_pending: the server asked for a TLS handshake; call L{handshake}.
 
     C{accounts} are added to the profile's (C{"user:password"},
-    C{"DOMAIN\\user:password"} or L{emulator.ntlm.Account}), as
+    C{"DOMAIN\\user:password"} or L{emulator.accounts.Account}), as
     C{--account} does.
     """
 

@@ -3,6 +3,7 @@
 import textwrap
 
 import pytest
+import yaml
 
 from emulator import commands, profile as profiles
 from emulator.profile import ProfileError
@@ -155,3 +156,20 @@ def test_unknown_name_lists_the_known_ones():
     """A typo in a profile name says which names exist."""
     with pytest.raises(ProfileError, match="ims55sp4"):
         profiles.load("ims55sp9")
+
+
+@pytest.mark.parametrize("loader", [yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)],
+                         ids=["python", "libyaml"])
+def test_both_yaml_parsers_read_profiles_alike(monkeypatch, tmp_path, loader):
+    """libyaml (fast start-up) and PyYAML's own parser give every shipped
+    profile the same document, and the same 'line N' error for a bad file."""
+    for path in sorted(p for folder in profiles.search_path() for p in folder.glob("*.yaml")):
+        monkeypatch.setattr(profiles, "_Loader", yaml.SafeLoader)
+        expected = profiles.read_document(path)
+        monkeypatch.setattr(profiles, "_Loader", loader)
+        assert profiles.read_document(path) == expected, path.name
+    bad = write(tmp_path, "mini", GOOD.format(name="mini").replace("commands: [HELO, QUIT]",
+                                                                  "commands: [HELO, QUIT]\n  - NOOP", 1))
+    with pytest.raises(ProfileError) as info:
+        profiles.load(bad)
+    assert (info.value.key, info.value.problem.split(":")[0]) == ("line 7", "not valid YAML")

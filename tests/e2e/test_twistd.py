@@ -1,5 +1,6 @@
 """The twistd plugin in a subprocess: `twistd -n emulator --profile ims55sp4`."""
 
+import json
 import smtplib
 import socket
 import subprocess
@@ -125,3 +126,20 @@ def test_tls_cert_option_gives_sp4_a_working_starttls(tmp_path):
         proc.terminate()
         output = proc.communicate(timeout=20)[0]
     assert f"listening on 127.0.0.1:{port}" in output
+
+
+def test_start_up_leaves_the_heavy_optional_parts_unimported():
+    """What twistd loads to serve the default profile holds neither pyspnego
+    (imported on a client's first AUTH NTLM) nor twisted.web (only with
+    --api): each would add a tenth or more to the time to the banner."""
+    probe = (
+        "import json, sys\n"
+        "from emulator import tap\n"
+        "options = tap.Options()\n"
+        "options.parseOptions(['--profile', 'ims55sp4', '--listen', 'tcp:0:interface=127.0.0.1'])\n"
+        "tap.makeService(options)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert not [m for m in loaded if m.startswith(("spnego", "twisted.web", "emulator.ntlm", "emulator.api"))]
