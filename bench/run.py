@@ -32,7 +32,7 @@ from typing import Callable
 import trustme
 
 import smtpload
-from servers import (HOST, SERVER_NAMES, SERVERS, ServerStartError, cpu_seconds,
+from servers import (HOST, REPO_ROOT, SERVER_NAMES, SERVERS, ServerStartError, cpu_seconds,
                      listen_overflows, machine_busy_seconds, rss_kib, running)
 from smtpload import Budget, SmtpError, run_async
 
@@ -471,12 +471,22 @@ def default_scratch() -> Path | None:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
+def byte_compile():
+    """Compile the emulator to bytecode as pip would for an installed
+    package, so that no start of it pays for compiling (see Pitfalls)."""
+    import compileall
+
+    for folder in ("emulator", "twisted/plugins"):
+        compileall.compile_dir(REPO_ROOT / folder, quiet=1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     settings = QUICK if args.quick else FULL
     if args.reps:
         settings = Settings(**{**asdict(settings), "reps": args.reps})
     pin_cpus()
+    byte_compile()
     env = environment()
     print_header(env, settings)
     raise_fd_limit(settings.idle_connections + 256)
