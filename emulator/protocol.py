@@ -260,7 +260,7 @@ class EmulatorProtocol(Protocol):
 #: passes attribute lookups through to the TCP transport beneath it).
 #: Twisted's own write() always waits for the reactor's next turn, which
 #: costs two epoll changes, a poll round and a doWrite call per reply: about
-#: a seventh of a short session's CPU.  asyncio's transports write at once
+#: an eighth of a short session's CPU.  asyncio's transports write at once
 #: the same way.  The buffer's attributes are Twisted's own; were they to
 #: change, every write would take Twisted's path again.
 _DIRECT_TRANSPORTS = (tcp.Server,)
