@@ -143,18 +143,20 @@ def human_record(record: Record) -> str:
     return "".join(out)
 
 
-# Bytes that json's ASCII encoder writes as themselves, or as \\ \" \r \n \t.
-_REPLACEABLE = bytes(range(0x20, 0x7F)) + b"\r\n\t"
+# Marks with 0 the bytes json's ASCII encoder writes other than as themselves
+# or as one of the five escapes below: other control bytes, and those above 0x7E.
+_UNREPLACEABLE = bytes(int(0x20 <= b < 0x7F or b in b"\r\n\t") for b in range(256))
 
 
 def json_bytes(data: bytes) -> bytes:
     """C{data} as a JSON string of Latin-1 characters, exactly what
     C{json.dumps(data.decode("latin-1"))} gives, as ASCII bytes.  Mail is
     mostly printable ASCII and line ends, escaped by five C{replace} passes
-    in C, about 3 times faster than json's encoder on a large message (which
-    also needs the text decoded first); other bytes, and short data (where
-    the passes cost more than they save), take json's encoder."""
-    if len(data) < 512 or data.translate(None, _REPLACEABLE):
+    in C after one table lookup per byte, about twice as fast as json's
+    encoder on a large message (which also needs the text decoded first);
+    other bytes, and short data (where the passes cost more than they save),
+    take json's encoder."""
+    if len(data) < 512 or 0 in data.translate(_UNREPLACEABLE):
         return _json_string(data.decode("latin-1")).encode("ascii")
     return b'"%s"' % data.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(
         b"\r", b"\\r").replace(b"\n", b"\\n").replace(b"\t", b"\\t")
