@@ -34,3 +34,14 @@ def test_quick_benchmark_prints_a_numeric_table(tmp_path):
 
     samples = json.loads(raw.read_text())["samples"]
     assert samples["latency.p50"]["twisted"] and samples["latency.p50"]["aiosmtpd"]
+
+
+def test_micro_benchmarks_run_as_plain_tests():
+    """Every micro-benchmark (core, and the fixtures' start and reset) runs
+    once with timing off, so `make bench` never meets a broken one."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench/micro", "--benchmark-disable", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert re.search(r"\b6 passed\b", done.stdout), done.stdout[-500:]
