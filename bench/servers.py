@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from emulator.testing import free_port
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 HOST = "127.0.0.1"
@@ -89,14 +91,6 @@ class Server:
     startup_s: float  # spawn -> 220 banner read
 
 
-def free_port():
-    # Racy (another process may take the port before the server binds it);
-    # acceptable for servers that cannot announce the port they got.
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 def server_env():
     # The emulator's twistd plugin is found through sys.path.
     env = dict(os.environ)
@@ -158,7 +152,7 @@ def running(spec, scratch_root, tls_files=None, cpus=None):
     """Starts spec fresh (on cpus, if given), yields a Server once its banner was read, stops it."""
     scratch = Path(tempfile.mkdtemp(dir=scratch_root, prefix=spec.name + "-"))
     log_path = scratch / "server.log"
-    port = 0 if spec.announces_port else free_port()
+    port = 0 if spec.announces_port else free_port(HOST)
     argv = spec.argv(port, scratch) + (spec.tls_args(*tls_files) if tls_files else [])
     with open(log_path, "wb") as log:
         # Output goes to a file, never a pipe: a chatty server (twistd -n logs

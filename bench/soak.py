@@ -16,21 +16,13 @@ import argparse
 import asyncio
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from emulator.testing import TWISTD, free_port, wait_for_banner
 
 def raise_file_limit(wanted: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -43,15 +35,12 @@ def start_server(profile: str, port: int, state: Path) -> subprocess.Popen:
                              "--listen", f"tcp:{port}:interface=127.0.0.1:backlog=2048",
                              "--maildir", str(state / "maildir"), "--transcripts", str(state / "transcripts")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the emulator did not start")
+    try:
+        wait_for_banner(port, timeout=30)
+    except TimeoutError:
+        proc.kill()
+        raise SystemExit("the emulator did not start") from None
+    return proc
 
 
 async def reply(reader: asyncio.StreamReader) -> bytes:

@@ -12,12 +12,46 @@ L{Transcript} the network host records, so a test reads like a session::
 
 from __future__ import annotations
 
+import socket
+import sys
+import time
+
 from emulator import auth, profile as profiles
 from emulator.actions import Close, Delay, Deliver, Event, Message, Send, StartTLS
 from emulator.transcript import Transcript
 from emulator.wire import Server, ServerConnection
 
 DATE = "Mon, 23 Nov 2026 10:00:00 +0000"
+
+#: The command that runs twistd in this interpreter, to which twistd's own
+#: arguments are added (C{python -m twisted.scripts.twistd} would exit at once:
+#: that module has no C{__main__} block).
+TWISTD = (sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.exit(run())")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel picked and let go again, for a server in another
+    process that cannot report back the port 0 gave it before it listens.
+    Racy: another process may take it first, which tests accept."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_banner(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> bytes:
+    """The first bytes a server sends once it listens on C{port} (its 220
+    banner); raises C{TimeoutError} if none arrive within C{timeout} seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((host, port), timeout=2) as conn:
+                banner = conn.recv(1024)
+                if banner:
+                    return banner
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"no banner on {host}:{port} within {timeout} s")
 
 
 class Harness:

@@ -4,33 +4,25 @@ import signal
 import smtplib
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
+from emulator.testing import TWISTD, free_port, wait_for_banner
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(tmp_path, port):
     proc = subprocess.Popen([*TWISTD, "--nodaemon", "--pidfile=", "emulator", "--listen", f"tcp:{port}",
                              "--maildir", "mail"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    for _ in range(400):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("server did not start")
+    try:
+        wait_for_banner(port)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc
 
 
 def message_ids(maildir):

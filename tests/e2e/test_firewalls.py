@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from emulator.testing import ReactorThread, start_server
+from emulator.testing import TWISTD, ReactorThread, free_port, start_server, wait_for_banner
 
 pytestmark = pytest.mark.e2e
 MESSAGE = b"Subject: through the firewall\r\n\r\nHello.\r\n"
@@ -159,30 +159,6 @@ def test_upstream_that_refuses_closes_the_client(running):
 
 # -- proxy mode: twistd in front of a real server process ------------------
 
-PYTHON = [sys.executable, "-c"]
-
-
-def free_port():
-    """A port for a subprocess (it cannot report port 0 back before it
-    listens; the same accepted race as tests/e2e/test_twistd.py)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_banner(port, deadline=20.0):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                banner = s.recv(1024)
-                if banner:
-                    return banner
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"no banner on port {port}")
-
 
 def test_twistd_proxy_mode_in_front_of_aiosmtpd(tmp_path):
     """`twistd emulator --middlebox pix-mailguard --upstream tcp:...` puts the
@@ -195,7 +171,7 @@ def test_twistd_proxy_mode_in_front_of_aiosmtpd(tmp_path):
     upstream = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{real}",
                                  "-c", "aiosmtpd.handlers.Mailbox", str(mail)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    firewall = subprocess.Popen([*PYTHON, "from twisted.scripts.twistd import run; run()", "--nodaemon",
+    firewall = subprocess.Popen([*TWISTD, "--nodaemon",
                                  "--pidfile=", "emulator", "--middlebox", "pix-mailguard",
                                  "--upstream", f"tcp:127.0.0.1:{real}", "--listen", f"tcp:{proxy}",
                                  "--transcripts", "log"],

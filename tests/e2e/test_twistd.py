@@ -2,24 +2,14 @@
 
 import json
 import smtplib
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
+from emulator.testing import TWISTD, free_port, wait_for_banner
+
 pytestmark = pytest.mark.e2e
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
-def free_port_via_bind_zero():
-    """The kernel picks a port; twistd then takes it (a subprocess cannot report port 0 back before
-    it listens, so this one test accepts the small race of handing a port over)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def twistd(*args, cwd):
@@ -27,20 +17,10 @@ def twistd(*args, cwd):
                             text=True)
 
 
-def wait_for_banner(port, deadline=20.0):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                return s.recv(1024)
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("no banner")
-
 
 def test_twistd_runs_the_profile_and_captures_mail(tmp_path):
     """twistd -n emulator serves ims55sp4 on 127.0.0.1, logs the connection and writes Maildir and transcripts."""
-    port = free_port_via_bind_zero()
+    port = free_port()
     proc = twistd("--profile", "ims55sp4", "--listen", f"tcp:{port}:interface=127.0.0.1",
                   "--maildir", "mail", "--transcripts", "log", cwd=tmp_path)
     try:
@@ -113,7 +93,7 @@ def test_tls_cert_option_gives_sp4_a_working_starttls(tmp_path):
     leaf = ca.issue_cert("mail.example.test")
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "pair.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    port = free_port_via_bind_zero()
+    port = free_port()
     proc = twistd("--profile", "ims55sp4", "--listen", f"tcp:{port}", "--tls-cert", "pair.pem",
                   "--tls-key", "pair.pem", "--state-dir", "state", cwd=tmp_path)
     try:
@@ -143,3 +123,11 @@ def test_start_up_leaves_the_heavy_optional_parts_unimported():
     loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                        check=True).stdout)
     assert not [m for m in loaded if m.startswith(("spnego", "twisted.web", "emulator.ntlm", "emulator.api"))]
+
+
+def test_waiting_for_a_banner_gives_up_after_its_timeout():
+    """wait_for_banner on a port nobody listens on raises TimeoutError naming
+    the port, rather than waiting for ever."""
+    port = free_port()
+    with pytest.raises(TimeoutError, match=f"127.0.0.1:{port}"):
+        wait_for_banner(port, timeout=0.3)
