@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulator.testing import TWISTD, free_port, wait_for_banner
+from emulator.testing.harness import TWISTD, free_port, wait_for_banner
 
 def raise_file_limit(wanted: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

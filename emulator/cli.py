@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from emulator import profile as profiles
+from emulator.profiles import loader as profiles
 
 
 def cmd_profiles(args) -> int:
@@ -31,7 +31,7 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_personas(args) -> int:
-    from emulator import clientprofile
+    from emulator.sender import profile as clientprofile
 
     return _list(clientprofile)
 
@@ -50,7 +50,7 @@ def _list(loader) -> int:
 
 
 def cmd_show(args) -> int:
-    from emulator import clientprofile
+    from emulator.sender import profile as clientprofile
 
     client = clientprofile.is_client(profiles.resolve(args.profile))
     document = (clientprofile if client else profiles).resolved_document(args.profile)
@@ -67,7 +67,7 @@ _Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:
 
 
 def cmd_check(args) -> int:
-    from emulator import clientprofile
+    from emulator.sender import profile as clientprofile
 
     status = 0
     for path in args.paths:
@@ -82,7 +82,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_transcript(args) -> int:
-    from emulator.transcript import Transcript
+    from emulator.capture.transcript import Transcript
 
     transcript = Transcript.from_jsonl(Path(args.file).read_text(encoding="ascii"))
     seed = "" if transcript.seed is None else f" seed {transcript.seed}"
@@ -94,8 +94,8 @@ def cmd_transcript(args) -> int:
 
 
 def cmd_ca_export(args) -> int:
-    from emulator.certs import CertStore
-    from emulator.tls import default_state_dir
+    from emulator.tls.certs import CertStore
+    from emulator.tls.context import default_state_dir
 
     store = CertStore(Path(args.state_dir) if args.state_dir else default_state_dir())
     print(store.export_ca(Path(args.dest)))
@@ -103,14 +103,15 @@ def cmd_ca_export(args) -> int:
 
 
 def cmd_faults(args) -> int:
-    from emulator.faults import catalogue
+    from emulator.quirks.spec import catalogue
 
     sys.stdout.write(catalogue())
     return 0
 
 
 def cmd_send(args) -> int:
-    from emulator import clientprofile, sender
+    from emulator.sender import profile as clientprofile
+    from emulator.sender import host as sender
 
     try:
         persona = clientprofile.load(args.persona)
@@ -138,7 +139,7 @@ def cmd_send(args) -> int:
 
 
 def cmd_matrix(args) -> int:
-    from emulator import matrix
+    from emulator.sender import matrix
 
     names = [name for item in args.profiles or () for name in item.split(",") if name] or None
     try:
@@ -166,7 +167,7 @@ def cmd_serve(options: list[str]) -> int:
     from twisted.python import usage
     from twisted.scripts.twistd import ServerOptions, runApp
 
-    from emulator import tap
+    from emulator.host import tap
 
     if "-h" in options or "--help" in options:
         table = str(tap.Options()).split("\n", 1)[1]  # its first line names twistd
@@ -193,7 +194,7 @@ def cmd_serve(options: list[str]) -> int:
         progress(f"profile {profile.name}: {profile.product} {profile.version}{behind}")
     if emulation.tls_context is not None and profile.sections["tls"].certificate == "generated" \
             and not emulation.tls_cert:
-        from emulator.certs import CertStore
+        from emulator.tls.certs import CertStore
 
         progress(f"TLS certificate from the test CA {CertStore(emulation.state_dir).ca_path()}")
     globalLogPublisher.addObserver(lambda event: event.get("announce") and progress(formatEvent(event)))

@@ -5,7 +5,7 @@ and XAUTH verbs, the ex50 and ims55sp1 profiles, and XAUTH on the post-fix
 5.5 profiles).  Until it is merged, the tests use stand-ins written to
 tmp_path: a shipped profile's resolved document with its own EHLO keywords
 and the test-only quirk below, which answers AUTH NTLM and/or XAUTH NTLM
-with L{emulator.ntlm}'s acceptor and the emulator's default account
+with L{emulator.auth.ntlm}'s acceptor and the emulator's default account
 (EXAMPLE\\tester, secret).  The XAUTH form is the one issue 5 models:
 C{XAUTH NTLM [initial-response]}, then the 334 exchange of AUTH NTLM.
 """
@@ -19,9 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from emulator import profile as profiles, quirks
-from emulator.ntlm import Account, NTLMAcceptor, NTLMError, challenge_from_seed
-from emulator.replies import Reply
+from emulator import quirks
+
+from emulator.profiles import loader as profiles
+from emulator.auth.ntlm import Account, NTLMAcceptor, NTLMError, challenge_from_seed
+from emulator.core.replies import Reply
 
 ACCOUNT = Account("tester", "EXAMPLE", "secret")
 STUB = "test_ntlm_stub"

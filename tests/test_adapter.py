@@ -4,11 +4,11 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from emulator import profile as profiles
-from emulator.maildir import MessageStore
-from emulator.protocol import EmulatorFactory, EventLog
-from emulator.transcript import TranscriptStore
-from emulator.wire import Server
+from emulator.profiles import loader as profiles
+from emulator.capture.maildir import MessageStore
+from emulator.host.protocol import EmulatorFactory, EventLog
+from emulator.capture.transcript import TranscriptStore
+from emulator.core.connection import Server
 
 
 class Reactor(Clock):
@@ -114,7 +114,7 @@ def test_transcript_records_segments_and_is_written_on_close(tmp_path):
     proto.dataReceived(b"OP\r\n")
     proto.connectionLost(None)
     (path,) = (tmp_path / "transcripts").glob("*.jsonl")
-    from emulator.transcript import Transcript
+    from emulator.capture.transcript import Transcript
 
     loaded = Transcript.from_jsonl(path.read_text())
     assert [r.data for r in loaded.records if r.dir == "c"] == [b"HELO c\r\nNO", b"OP\r\n"]
@@ -141,7 +141,7 @@ def test_each_connection_is_logged():
 @pytest.mark.parametrize("chunks", [[b"NOOP\r\n"], [b"NO", b"OP\r", b"\n"]])
 def test_delay_pauses_reading_and_keeps_order(chunks, monkeypatch):
     """A Delay action holds the rest of the actions and later input until it expires."""
-    from emulator.actions import Delay, Send
+    from emulator.core.actions import Delay, Send
 
     reactor, factory, proto, transport = connect()
 

@@ -6,10 +6,10 @@ import textwrap
 import pytest
 import spnego
 
-from emulator import profile as profiles
-from emulator.ntlm import challenge_from_seed
-from emulator.testing import Harness
-from emulator.wire import Server
+from emulator.profiles import loader as profiles
+from emulator.auth.ntlm import challenge_from_seed
+from emulator.testing.harness import Harness
+from emulator.core.connection import Server
 
 EHLO_55 = (b"250-mail.example.test Hello [192.0.2.10]\r\n250-XEXCH50\r\n250-HELP\r\n250-ETRN\r\n250-DSN\r\n"
            b"250-SIZE 0\r\n250-AUTH LOGIN\r\n250-AUTH=LOGIN\r\n250 XAUTH\r\n")

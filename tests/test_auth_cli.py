@@ -3,9 +3,9 @@
 import pytest
 from twisted.python import usage
 
-from emulator.auth import parse_account
-from emulator.ntlm import Account
-from emulator.tap import Options
+from emulator.auth.mechanisms import parse_account
+from emulator.auth.ntlm import Account
+from emulator.host.tap import Options
 
 
 @pytest.mark.parametrize("text, account", [

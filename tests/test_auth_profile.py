@@ -4,10 +4,10 @@ import textwrap
 
 import pytest
 
-from emulator import profile as profiles
-from emulator.auth import AuthSettings
-from emulator.ntlm import Account
-from emulator.profile import ProfileError
+from emulator.profiles import loader as profiles
+from emulator.auth.mechanisms import AuthSettings
+from emulator.auth.ntlm import Account
+from emulator.profiles.loader import ProfileError
 
 from test_profiles import GOOD as MINIMAL
 

@@ -1,4 +1,4 @@
-"""Tests for emulator.certs: the test CA, cached leaf certificates, PEM loading."""
+"""Tests for emulator.tls.certs: the test CA, cached leaf certificates, PEM loading."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from service_identity.cryptography import (
     verify_certificate_ip_address,
 )
 
-from emulator.certs import CA_COMMON_NAME, CertSpec, CertStore, load_pem_pair
+from emulator.tls.certs import CA_COMMON_NAME, CertSpec, CertStore, load_pem_pair
 
 pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning")
 

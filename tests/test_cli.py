@@ -5,7 +5,9 @@ import sys
 
 import yaml
 
-from emulator import cli, profile as profiles
+from emulator import cli
+
+from emulator.profiles import loader as profiles
 
 
 def run(capsys, *argv):

@@ -1,4 +1,4 @@
-"""The sans-IO client core (emulator.client): reply framing, message
+"""The sans-IO client core (emulator.sender.client): reply framing, message
 encoding, the dialogue's rules, and its transcript (golden file)."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 
-from emulator import clientprofile
-from emulator.actions import Close, Event, Send
-from emulator.client import ClientConnection, Handshake, Letter, ReplyReader, ServerReply, wire_body
-from emulator.sender import converse
-from emulator.testing import Harness
+from emulator.sender import profile as clientprofile
+from emulator.core.actions import Close, Event, Send
+from emulator.sender.client import ClientConnection, Handshake, Letter, ReplyReader, ServerReply, wire_body
+from emulator.sender.host import converse
+from emulator.testing.harness import Harness
 
 LETTER = Letter("a@example.org", ("b@example.test",), b"Subject: t\r\n\r\nhi\r\n")
 EHLO_REPLY = b"250-mail.example.test Hello\r\n250-SIZE 0\r\n250-DSN\r\n250 STARTTLS\r\n"
@@ -134,7 +134,7 @@ def test_a_reply_split_byte_by_byte_gives_the_same_session():
 
 
 def whole_letter(persona):
-    from emulator.sender import DEFAULT_RECIPIENT, DEFAULT_SENDER, default_message
+    from emulator.sender.host import DEFAULT_RECIPIENT, DEFAULT_SENDER, default_message
 
     return Letter(DEFAULT_SENDER, (DEFAULT_RECIPIENT,), default_message(persona, DEFAULT_SENDER, [DEFAULT_RECIPIENT]))
 

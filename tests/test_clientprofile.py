@@ -9,8 +9,14 @@ import pytest
 import yaml
 from twisted.python import usage
 
-from emulator import cli, clientprofile, profile as profiles, tap
-from emulator.profile import ProfileError
+from emulator import cli
+
+from emulator.sender import profile as clientprofile
+
+from emulator.profiles import loader as profiles
+
+from emulator.host import tap
+from emulator.profiles.loader import ProfileError
 
 GOOD = """\
 role: client

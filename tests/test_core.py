@@ -2,7 +2,7 @@
 
 import pytest
 
-from emulator.testing import Harness
+from emulator.testing.harness import Harness
 
 BANNER = b"220 mail.example.test ESMTP Server (Microsoft Exchange Internet Mail Service 5.5.2653.13) ready\r\n"
 
@@ -155,7 +155,7 @@ def test_recipient_limit():
     """Past the recipient limit IMS answers 452 Exceed Recipient Limit (KB Q272672)."""
     from dataclasses import replace
 
-    from emulator import profile
+    from emulator.profiles import loader as profile
 
     p = profile.load("ims55sp4")
     h = Harness(replace(p, limits=replace(p.limits, recipients=2)))
@@ -168,7 +168,7 @@ def test_message_size_limit():
     """A message over the size limit is refused with 552 after its end, and SIZE= above it at MAIL."""
     from dataclasses import replace
 
-    from emulator import profile
+    from emulator.profiles import loader as profile
 
     p = profile.load("ims55sp4")
     h = Harness(replace(p, limits=replace(p.limits, message_size=10)))
@@ -221,7 +221,9 @@ def test_a_known_field_the_step_does_not_fill_is_empty(tmp_path):
     """A profile may name any known field in any reply; one the step lacks renders empty, never an error."""
     from dataclasses import replace
 
-    from emulator import profile, replies
+    from emulator.profiles import loader as profile
+
+    from emulator.core import replies
 
     p = profile.load("ims55sp4")
     p = replace(p, replies={**p.replies, "mail_ok": replies.parse("250 <{sender}> to <{recipient}>")})
@@ -233,7 +235,7 @@ def test_a_known_field_the_step_does_not_fill_is_empty(tmp_path):
 
 def test_event_values_are_escaped_in_the_arrow_form():
     """A client-chosen value with a line break cannot forge a line of the human transcript."""
-    from emulator.transcript import Transcript
+    from emulator.capture.transcript import Transcript
 
     t = Transcript("s")
     t.event(0, "auth", user="evil\r\n<- 235 ok")

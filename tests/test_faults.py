@@ -3,10 +3,10 @@ they share (steps, from/times, scope, probability and seed)."""
 
 import pytest
 
-from emulator.faults import parse
-from emulator.testing import Harness
-from emulator.wire import Server
-from emulator import profile as profiles
+from emulator.quirks.spec import parse
+from emulator.testing.harness import Harness
+from emulator.core.connection import Server
+from emulator.profiles import loader as profiles
 
 BANNER = b"220 mail.example.test ESMTP Server (Microsoft Exchange Internet Mail Service 5.5.2653.13) ready\r\n"
 
@@ -242,7 +242,7 @@ def test_inject_after_starttls_shares_the_write_of_the_220():
 
 def test_faults_that_shape_writes_refuse_data_end():
     """The reply after DATA is written by the host after storing the message: split/tarpit/glue/inject refuse it."""
-    from emulator.faults import FaultError
+    from emulator.quirks.spec import FaultError
 
     for kind in ("split", "tarpit", "glue", "inject=250 x"):
         with pytest.raises(FaultError, match="cannot act on the reply after DATA"):
@@ -315,7 +315,7 @@ def test_dice_of_one_fault_do_not_depend_on_another():
 
 def test_transcript_header_records_the_seed():
     """The transcript carries the seed; its JSON header writes it and reads it back."""
-    from emulator.transcript import Transcript
+    from emulator.capture.transcript import Transcript
 
     h = harness("noop:reply=451 x", seed=42)
     assert h.transcript.seed == 42

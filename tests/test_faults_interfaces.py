@@ -9,10 +9,12 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from emulator import cli, profile as profiles, quirks
-from emulator.emulation import Emulation
-from emulator.faults import FaultError, attributes, catalogue, parse, types
-from emulator.protocol import EventLog
+from emulator import cli, quirks
+
+from emulator.profiles import loader as profiles
+from emulator.host.emulation import Emulation
+from emulator.quirks.spec import FaultError, attributes, catalogue, parse, types
+from emulator.host.protocol import EventLog
 from emulator.quirks.faults import Fault
 
 README = Path(__file__).parent.parent / "README.md"
@@ -105,7 +107,7 @@ def test_profile_faults_and_seed_load_and_run(tmp_path):
             attributes: {command: NOOP, reply: "451 4.3.0 later", from: 2, times: 1}
     """))
     assert loaded.seed == 99 and emulation(loaded.path).seed == 99
-    from emulator.testing import Harness
+    from emulator.testing.harness import Harness
 
     h = Harness(loaded)
     h.connect()
@@ -202,7 +204,7 @@ def test_peer_scope_spans_the_listeners_of_one_emulation():
 
 def test_twistd_fault_and_seed_options(tmp_path):
     """--fault (repeatable) and --seed reach the emulation."""
-    from emulator.tap import Options
+    from emulator.host.tap import Options
 
     options = Options()
     options.parseOptions(["--fault", "rcpt:reply=452 4.5.3 Too many recipients:times=2", "--fault", "ehlo:split",
@@ -215,7 +217,7 @@ def test_twistd_rejects_a_bad_fault_in_one_line(tmp_path):
     """A bad --fault is a usage error naming the spec."""
     from twisted.python import usage
 
-    from emulator.tap import Options
+    from emulator.host.tap import Options
 
     with pytest.raises(usage.UsageError, match=r"--fault: fault 'rcpt:reply=452 x:times=-1': times: must not be negative"):
         Options().parseOptions(["--fault", "rcpt:reply=452 x:times=-1", "--state-dir", str(tmp_path)])
@@ -225,7 +227,7 @@ def test_twistd_refuses_faults_in_proxy_mode(tmp_path):
     """--fault with --upstream is refused: no emulated server would see it."""
     from twisted.python import usage
 
-    from emulator.tap import Options
+    from emulator.host.tap import Options
 
     with pytest.raises(usage.UsageError, match="proxy mode"):
         Options().parseOptions(["--fault", "rcpt:reply=452 x", "--middlebox", "pix-mailguard",

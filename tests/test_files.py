@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from emulator import files
+from emulator.capture import files
 
 
 def test_pieces_are_written_whole_and_in_order_despite_short_writes(tmp_path, monkeypatch):

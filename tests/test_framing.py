@@ -2,7 +2,7 @@
 
 from hypothesis import given, strategies as st
 
-from emulator.framing import DataReader, unstuff
+from emulator.core.framing import DataReader, unstuff
 
 
 def test_message_ends_at_crlf_dot_crlf_and_rest_is_returned():

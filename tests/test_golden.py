@@ -1,6 +1,6 @@
 """Golden transcripts: whole sessions compared byte for byte with tests/golden/."""
 
-from emulator.testing import Harness
+from emulator.testing.harness import Harness
 
 
 def test_ims55sp4_full_session(golden):

@@ -5,9 +5,9 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, strategies as st
 
-from emulator import profile as profiles
-from emulator.testing import Harness
-from emulator.wire import _has_long_line
+from emulator.profiles import loader as profiles
+from emulator.testing.harness import Harness
+from emulator.core.connection import _has_long_line
 
 from test_adapter import EventLog, Reactor, _Sink
 
@@ -94,8 +94,8 @@ def test_smtp_smuggling_sequences_do_not_end_data(smuggle):
 def adapter(profile):
     from twisted.internet.testing import StringTransport
 
-    from emulator.protocol import EmulatorFactory
-    from emulator.wire import Server
+    from emulator.host.protocol import EmulatorFactory
+    from emulator.core.connection import Server
 
     reactor = Reactor()
     factory = EmulatorFactory(Server(profile), reactor=reactor, events=EventLog("json", stream=_Sink()))

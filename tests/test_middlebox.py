@@ -6,11 +6,13 @@ import textwrap
 import pytest
 from hypothesis import given, strategies as st
 
-from emulator import middlebox, profile as profiles
+from emulator import middlebox
+
+from emulator.profiles import loader as profiles
 from emulator.middlebox import build
 from emulator.middlebox.relay import Relay, ToClient, ToServer
-from emulator.middlebox.testing import MiddleboxHarness
-from emulator.profile import ProfileError, SectionError
+from emulator.testing.middlebox import MiddleboxHarness
+from emulator.profiles.loader import ProfileError, SectionError
 
 IMS_BANNER = b"220 mail.example.test ESMTP Server (Microsoft Exchange Internet Mail Service 5.5.2653.13) ready\r\n"
 # Every byte of the text but the one "2" (of 2653) masked, the length kept.

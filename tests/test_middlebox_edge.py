@@ -8,12 +8,14 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python import usage
 
-from emulator import cli, middlebox, profile as profiles
-from emulator.emulation import Emulation
-from emulator.maildir import MessageStore
-from emulator.protocol import EventLog
-from emulator.tap import Options
-from emulator.transcript import Transcript, TranscriptStore
+from emulator import cli, middlebox
+
+from emulator.profiles import loader as profiles
+from emulator.host.emulation import Emulation
+from emulator.capture.maildir import MessageStore
+from emulator.host.protocol import EventLog
+from emulator.host.tap import Options
+from emulator.capture.transcript import Transcript, TranscriptStore
 
 
 def connect(tmp_path, profile="ims55sp4", box="pix-mailguard"):

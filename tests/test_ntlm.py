@@ -1,5 +1,5 @@
 """
-Tests for L{emulator.ntlm}: real exchanges with pyspnego's NTLM client, failure
+Tests for L{emulator.auth.ntlm}: real exchanges with pyspnego's NTLM client, failure
 reasons, hostile tokens, determinism and a known Exchange 5.5 vector.
 """
 
@@ -12,7 +12,7 @@ import spnego
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from emulator.ntlm import Account, NTLMAcceptor, NTLMError, NTLMResult, challenge_from_seed
+from emulator.auth.ntlm import Account, NTLMAcceptor, NTLMError, NTLMResult, challenge_from_seed
 
 PASSWORD = "Corr3ct-Horse!"
 ACCOUNTS = [Account("alice", "EXAMPLE", PASSWORD), Account("bob", "", "b0b-pass"), Account("carol", "*", "c4rol")]

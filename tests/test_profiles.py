@@ -5,9 +5,11 @@ import textwrap
 import pytest
 import yaml
 
-from emulator import commands, profile as profiles
-from emulator.profile import ProfileError
-from emulator.testing import Harness
+from emulator.core import commands
+
+from emulator.profiles import loader as profiles
+from emulator.profiles.loader import ProfileError
+from emulator.testing.harness import Harness
 
 SHIPPED = profiles.names()
 

@@ -29,12 +29,12 @@ class ExplodeOnNoop(Quirk):
 
 def test_importing_the_plugin_is_inert():
     """Importing the plugin (as every pytest run does) imports no reactor, no twisted.mail, nothing of
-    the emulator's, and changes no environment variable."""
+    the emulator's but the plugin and the inert package that holds it, and changes no environment variable."""
     probe = (
         "import json, os, sys\n"
         "env = dict(os.environ)\n"
         "before = set(sys.modules)\n"
-        "import emulator.pytest_plugin\n"
+        "import emulator.testing.plugin\n"
         "new = sorted(set(sys.modules) - before)\n"
         "print(json.dumps({'new': new, 'env': dict(os.environ) == env}))\n"
     )
@@ -44,7 +44,7 @@ def test_importing_the_plugin_is_inert():
     assert report["env"] is True
     assert "twisted.internet.reactor" not in report["new"]
     assert not [m for m in report["new"] if m.startswith(("twisted", "OpenSSL", "yaml"))], report["new"]
-    assert [m for m in report["new"] if m.startswith("emulator")] == ["emulator", "emulator.pytest_plugin"]
+    assert [m for m in report["new"] if m.startswith("emulator")] == ["emulator", "emulator.testing", "emulator.testing.plugin"]
 
 
 def test_the_plugin_is_registered_through_its_entry_point():
@@ -52,7 +52,7 @@ def test_the_plugin_is_registered_through_its_entry_point():
     from importlib.metadata import entry_points
 
     (point,) = [e for e in entry_points(group="pytest11") if e.name == "legacy_smtp"]
-    assert point.value == "emulator.pytest_plugin"
+    assert point.value == "emulator.testing.plugin"
 
 
 def test_fixture_serves_a_client_and_exposes_what_happened(pytester):
@@ -131,7 +131,7 @@ def test_a_server_side_error_fails_the_test_that_caused_it(pytester):
         "*_ test_client_passes_but_server_failed _*",
         "*AssertionError: the server did not expect this NOOP",
         "*direct cause*",
-        "E   emulator.fixtures.ServerSideError: exploding on 127.0.0.1:* (session *): the emulator raised "
+        "E   emulator.testing.pool.ServerSideError: exploding on 127.0.0.1:* (session *): the emulator raised "
         "AssertionError: the server did not expect this NOOP",
         "*Captured legacy-smtp call*",
         "-> noop",
@@ -168,11 +168,11 @@ def client(legacy_smtp):
 
 def test_one_line_runs_a_client_against_every_persona(pytester):
     """legacy_smtp_profiles() parametrizes a test over every runnable profile, ids being profile names."""
-    from emulator import profile as profiles
+    from emulator.profiles import loader as profiles
 
     pytester.makepyfile('''
         import socket
-        from emulator.pytest_plugin import legacy_smtp_profiles
+        from emulator.testing.plugin import legacy_smtp_profiles
 
         @legacy_smtp_profiles()
         def test_persona(legacy_smtp):

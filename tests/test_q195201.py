@@ -10,7 +10,7 @@ import base64
 import pytest
 import spnego
 
-from emulator.testing import Harness
+from emulator.testing.harness import Harness
 
 
 def b64(data: bytes) -> bytes:

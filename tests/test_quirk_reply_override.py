@@ -2,8 +2,10 @@
 
 from dataclasses import replace
 
-from emulator import profile as profiles, quirks
-from emulator.testing import Harness
+from emulator import quirks
+
+from emulator.profiles import loader as profiles
+from emulator.testing.harness import Harness
 
 
 def harness(**attributes):

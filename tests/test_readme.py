@@ -47,7 +47,7 @@ def _table_names(text: str, heading: str, column: str) -> set[str]:
 
 def test_readme_profile_tables_match_profiles():
     """Every server profile has a row in the README's profile tables, and every row names a real profile."""
-    from emulator import profile as profiles
+    from emulator.profiles import loader as profiles
 
     text = (Path(__file__).parent.parent / "README.md").read_text()
     assert _table_names(text, "Profiles", "profile") == set(profiles.names())
@@ -55,7 +55,7 @@ def test_readme_profile_tables_match_profiles():
 
 def test_readme_persona_table_matches_client_profiles():
     """Every sender persona has a row in the README's persona table, and every row names a real one."""
-    from emulator import profile as profiles
+    from emulator.profiles import loader as profiles
 
     text = (Path(__file__).parent.parent / "README.md").read_text()
     assert _table_names(text, "Sender personas", "persona") == set(profiles.names(role="client"))

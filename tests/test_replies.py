@@ -2,7 +2,7 @@
 
 import pytest
 
-from emulator.replies import Reply, ReplyError, parse, render
+from emulator.core.replies import Reply, ReplyError, parse, render
 
 
 def test_single_line_renders_with_crlf():

@@ -14,12 +14,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import local_servers
-from emulator.certs import CertSpec, CertStore
-from emulator import profile as profiles
-from emulator.clientprofile import Credentials
-from emulator.sender import converse
-from emulator.testing import Harness
-from emulator.wire import Server
+from emulator.tls.certs import CertSpec, CertStore
+from emulator.profiles import loader as profiles
+from emulator.sender.profile import Credentials
+from emulator.sender.host import converse
+from emulator.testing.harness import Harness
+from emulator.core.connection import Server
 
 TESTER = Credentials("tester", "EXAMPLE", "secret")
 NDR = "MSEXCH:IMS:POF:FDRC:NTS2 3502 (000B0981) 502 Server does not support AUTH."

@@ -1,4 +1,4 @@
-"""Tests for emulator.tls: server contexts, version probing and handshake info.
+"""Tests for emulator.tls.context: server contexts, version probing and handshake info.
 
 The server side is pyOpenSSL (its own OpenSSL) under Twisted; the clients are
 the stdlib ssl module (the system OpenSSL), so each handshake crosses stacks.
@@ -27,9 +27,9 @@ from twisted.protocols.basic import LineReceiver
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
-from emulator import tls
-from emulator.certs import CertSpec, CertStore
-from emulator.tls import (
+from emulator.tls import context as tls
+from emulator.tls.certs import CertSpec, CertStore
+from emulator.tls.context import (
     TLSSettings,
     TLSUnavailable,
     handshake_info,

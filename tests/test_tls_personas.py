@@ -2,9 +2,9 @@
 
 import pytest
 
-from emulator import profile as profiles
-from emulator.testing import Harness
-from emulator.wire import Server
+from emulator.profiles import loader as profiles
+from emulator.testing.harness import Harness
+from emulator.core.connection import Server
 
 TLS_INFO = {"version": "TLSv1.2", "cipher": "ECDHE-RSA-AES128-GCM-SHA256", "bits": 128, "sni": None}
 
@@ -131,7 +131,7 @@ def test_client_hello_is_processed_as_bytes_where_the_profile_says_so():
     """A profile with client_hello_on_plaintext: process answers the binary as commands."""
     from dataclasses import replace
 
-    from emulator.tlsconfig import TLSConfig
+    from emulator.tls.config import TLSConfig
 
     p = profiles.load("ims55sp4")
     p = replace(p, sections={**p.sections, "tls": TLSConfig(client_hello_on_plaintext="process")})

@@ -4,7 +4,7 @@ import json
 
 from hypothesis import given, strategies as st
 
-from emulator.transcript import Transcript, json_bytes
+from emulator.capture.transcript import Transcript, json_bytes
 
 # Mail-shaped bytes (the fast path) mixed with anything at all (json's encoder).
 MAILISH = st.lists(st.sampled_from([b"\r\n", b"\t", b'"', b"\\", b"x", b".", b" ", b"\x7f", b"\x00", b"\xe9"]),

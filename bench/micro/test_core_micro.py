@@ -4,9 +4,9 @@ test suite: `make bench` runs them with --benchmark-only, and they print
 figures; nothing here asserts a time.
 """
 
-from emulator import profile as profiles
-from emulator.replies import render
-from emulator.wire import Server, ServerConnection
+from emulator.profiles import loader as profiles
+from emulator.core.replies import render
+from emulator.core.connection import Server, ServerConnection
 
 SERVER = Server(profiles.load("ims55sp4"))
 SESSION = [b"EHLO client.example\r\n", b"MAIL FROM:<a@example.org> SIZE=400\r\n", b"RCPT TO:<b@example.test>\r\n",

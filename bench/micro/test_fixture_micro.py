@@ -9,8 +9,8 @@ import smtplib
 
 import pytest
 
-from emulator.fixtures import ServerPool
-from emulator.testing import ReactorThread
+from emulator.testing.pool import ServerPool
+from emulator.testing.harness import ReactorThread
 
 
 @pytest.fixture

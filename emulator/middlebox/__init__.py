@@ -13,7 +13,7 @@ A middlebox type is a small frozen dataclass registered with L{register},
 whose fields are its attributes and whose hooks (see L{Middlebox}) the
 sans-IO relay of L{emulator.middlebox.relay} calls; L{build} makes one from
 C{{type, attributes}}, checking every attribute as quirks are checked.  The
-Twisted edge is L{emulator.middlebox.edge}.
+Twisted edge is L{emulator.host.middlebox}.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import ClassVar
 import yaml
 
 from emulator import quirks
-from emulator.profile import ProfileError, SectionError, section
+from emulator.profiles.loader import ProfileError, SectionError, section
 
 _REGISTRY: dict[str, type["Middlebox"]] = {}
 

@@ -13,7 +13,7 @@ answer (the first one is the greeting), the message after a C{354} reply to
 C{DATA} passes segment by segment until CRLF.CRLF, and after a successful
 C{STARTTLS} (or when the middlebox calls L{Relay.tunnel}) bytes pass
 unexamined both ways.  The middlebox type's hooks decide what is rewritten.
-Like L{emulator.wire}, it never touches a socket, a clock or a file.
+Like L{emulator.core.connection}, it never touches a socket, a clock or a file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from emulator.actions import Event
+from emulator.core.actions import Event
 
 END_OF_DATA = b"\r\n.\r\n"
 GREETING = None  # what the first server reply answers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import field
 
-from emulator import replies
+from emulator.core import replies
 from emulator.middlebox import Middlebox, invalid, register
 
 

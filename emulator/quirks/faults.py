@@ -25,8 +25,8 @@ import re
 from collections import Counter
 from typing import ClassVar
 
-from emulator import replies
-from emulator.actions import Delay, Send
+from emulator.core import replies
+from emulator.core.actions import Delay, Send
 from emulator.quirks import Quirk, register
 
 _STEP = re.compile(r"\A(?:\*|\.|[A-Za-z][A-Za-z0-9_-]*)\Z")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from emulator.testing import start_server
+from emulator.testing.harness import start_server
 
 
 @pytest.fixture

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from emulator import api, profile as profiles
-from emulator.emulation import Emulation
-from emulator.testing import ReactorThread
+from emulator.control import api
+
+from emulator.profiles import loader as profiles
+from emulator.host.emulation import Emulation
+from emulator.testing.harness import ReactorThread
 
 pytestmark = pytest.mark.e2e
-COMMITTED = Path(__file__).resolve().parents[2] / "emulator" / "openapi.json"
+COMMITTED = Path(__file__).resolve().parents[2] / "emulator" / "control" / "openapi.json"
 
 
 @dataclass
@@ -34,7 +36,7 @@ def state_dir(tmp_path_factory):
 @pytest.fixture
 def served(state_dir):
     """One emulation (ims55sp4) on a plaintext listener, a netscape-ms SMTPS listener, and the API."""
-    from emulator.control import Control
+    from emulator.control.listeners import Control
 
     def start():
         from twisted.internet import reactor
@@ -94,7 +96,7 @@ def test_health(served):
 
 
 def test_served_openapi_document_is_the_committed_one(served):
-    """GET /openapi.json serves emulator/openapi.json byte for byte, an OpenAPI 3 document."""
+    """GET /openapi.json serves emulator/control/openapi.json byte for byte, an OpenAPI 3 document."""
     status, headers, data = call(served.url + "/openapi.json")
     assert status == 200 and headers["content-type"] == "application/json"
     assert data == COMMITTED.read_bytes()
@@ -137,7 +139,7 @@ def test_listeners_are_named_by_their_port(served):
 
 def test_listener_ids_fall_back_to_host_and_port():
     """Two listeners on one port (two interfaces) are named host:port; a unique port is named by itself."""
-    from emulator.control import Control
+    from emulator.control.listeners import Control
 
     class Stub:
         def __init__(self, host, port):
@@ -324,7 +326,7 @@ def test_api_option_binds_loopback_unless_told():
     """--api 8025 and --api tcp:8025 bind 127.0.0.1; a bad endpoint is a usage error naming --api."""
     from twisted.python import usage
 
-    from emulator.tap import Options
+    from emulator.host.tap import Options
 
     for given in ("8025", "tcp:8025"):
         options = Options()
@@ -340,7 +342,7 @@ def test_switching_keeps_a_command_line_middlebox(tmp_path):
     from twisted.internet.task import Clock
 
     from emulator import middlebox
-    from emulator.control import Control
+    from emulator.control.listeners import Control
 
     pix = middlebox.load("pix-mailguard")
     given = Control(Emulation(profiles.load("ims55sp4"), state_dir=tmp_path, middlebox=pix), middlebox=pix,
@@ -355,8 +357,8 @@ def test_switching_keeps_command_line_accounts(tmp_path):
     """Accounts given to twistd (--account) are added to a profile switched to as well."""
     from twisted.internet.task import Clock
 
-    from emulator import auth
-    from emulator.control import Control
+    from emulator.auth import mechanisms as auth
+    from emulator.control.listeners import Control
 
     alice = auth.parse_account("CORP\\alice:pw")
     control = Control(Emulation(profiles.load("ims55sp4"), state_dir=tmp_path), accounts=[alice], reactor=Clock())

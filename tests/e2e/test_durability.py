@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from emulator.testing import TWISTD, free_port, wait_for_banner
+from emulator.testing.harness import TWISTD, free_port, wait_for_banner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -7,8 +7,8 @@ import ssl
 
 import pytest
 
-from emulator.faults import parse
-from emulator.testing import Harness, ReactorThread
+from emulator.quirks.spec import parse
+from emulator.testing.harness import Harness, ReactorThread
 
 pytestmark = pytest.mark.e2e
 

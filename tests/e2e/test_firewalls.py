@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from emulator.testing import TWISTD, ReactorThread, free_port, start_server, wait_for_banner
+from emulator.testing.harness import TWISTD, ReactorThread, free_port, start_server, wait_for_banner
 
 pytestmark = pytest.mark.e2e
 MESSAGE = b"Subject: through the firewall\r\n\r\nHello.\r\n"
@@ -191,7 +191,7 @@ def test_twistd_proxy_mode_in_front_of_aiosmtpd(tmp_path):
     (stored,) = mailbox.Maildir(str(mail))
     assert stored["Subject"] == "through the firewall"
     assert "pix-mailguard in front of tcp:127.0.0.1" in output
-    from emulator.transcript import Transcript
+    from emulator.capture.transcript import Transcript
 
     sessions = [Transcript.from_jsonl(p.read_text()) for p in (tmp_path / "log").glob("*.jsonl")]
     session = next(t for t in sessions if t.events("upstream_connected") and b"MAIL" in t.client_bytes().upper())

@@ -8,8 +8,8 @@ import ssl
 
 import pytest
 
-from emulator.fixtures import ServerPool, ServerSideError
-from emulator.pytest_plugin import legacy_smtp_profiles
+from emulator.testing.pool import ServerPool, ServerSideError
+from emulator.testing.plugin import legacy_smtp_profiles
 
 pytestmark = pytest.mark.e2e
 
@@ -148,7 +148,7 @@ def test_implicit_tls_only_for_profiles_that_offered_it(legacy_smtp):
 
 def test_unknown_profile_is_a_profile_error(legacy_smtp):
     """A bad name raises the loader's error, naming the known profiles."""
-    from emulator.profile import ProfileError
+    from emulator.profiles.loader import ProfileError
 
     with pytest.raises(ProfileError, match="no profile of that name; known: .*ims55sp4"):
         legacy_smtp.start("nosuch")
@@ -183,7 +183,7 @@ def test_every_plaintext_persona_greets(legacy_smtp):
 
 def test_profiles_helper_selects_and_names_the_cases():
     """The helper parametrizes legacy_smtp indirectly, one case per selected profile, with the profile as id."""
-    from emulator import profile as profiles
+    from emulator.profiles import loader as profiles
 
     every = legacy_smtp_profiles().args
     assert every[0] == "legacy_smtp" and [p.id for p in every[1]] == profiles.names()
@@ -233,7 +233,7 @@ def test_pool_outside_pytest(tmp_path):
 
 def test_a_loaded_profile_object_is_reused_by_identity(legacy_smtp, legacy_smtp_servers):
     """A Profile object (say with changes made in the test suite) keys its server by identity."""
-    from emulator import profile as profiles
+    from emulator.profiles import loader as profiles
 
     loaded = profiles.load("ims55sp4")
     port = legacy_smtp.start(loaded).port
@@ -243,7 +243,7 @@ def test_a_loaded_profile_object_is_reused_by_identity(legacy_smtp, legacy_smtp_
 
 def test_calling_from_the_reactor_thread_is_an_error_not_a_hang():
     """ReactorThread.call from the reactor's own thread (as under pytest-twisted) raises instead of deadlocking."""
-    from emulator.testing import ReactorThread
+    from emulator.testing.harness import ReactorThread
 
     with pytest.raises(RuntimeError, match="the Twisted reactor runs in this thread"):
         ReactorThread.call(lambda: ReactorThread.call(lambda: None))
@@ -261,7 +261,7 @@ def test_middlebox_in_front_of_the_profile(legacy_smtp):
 
 def test_a_failure_logged_in_the_reactor_thread_counts_as_a_server_side_error(legacy_smtp):
     """An exception outside any session (here a delayed call) in the reactor thread is not lost."""
-    from emulator.testing import ReactorThread
+    from emulator.testing.harness import ReactorThread
 
     legacy_smtp.start("ims55sp4")
 

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from emulator import cli, matrix, profile as profiles
+from emulator import cli
+
+from emulator.sender import matrix
+
+from emulator.profiles import loader as profiles
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,7 +147,7 @@ def test_compositions_plug_in_as_target_sources(tmp_path, state_dir, monkeypatch
 
     def start(target, state):
         started.append(target.id)
-        from emulator.testing import start_server
+        from emulator.testing.harness import start_server
 
         return start_server(target.profile, state_dir=state)
 

@@ -25,9 +25,9 @@ def test_wheel_contents(wheel):
     """The wheel has the package, the profiles as package data and the dropin, and no twisted/__init__.py."""
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "twisted/plugins/emulator_plugin.py" in names
-    assert "emulator/profiles/ims55sp4.yaml" in names and "emulator/profiles/exchange55.yaml" in names
-    assert "emulator/wire.py" in names
-    assert "emulator/matrix.yaml" in names and "emulator/profiles/outlook98.yaml" in names
+    assert "emulator/profiles/shipped/ims55sp4.yaml" in names and "emulator/profiles/shipped/exchange55.yaml" in names
+    assert "emulator/core/connection.py" in names
+    assert "emulator/sender/matrix.yaml" in names and "emulator/profiles/shipped/outlook98.yaml" in names
     assert "twisted/__init__.py" not in names and "twisted/plugins/__init__.py" not in names
     assert not any(n.endswith("dropin.cache") for n in names)
 
@@ -39,7 +39,7 @@ def test_installed_wheel_finds_profiles_and_dropin(wheel, tmp_path):
                    check=True)
     deps = sysconfig.get_paths()["purelib"]
     probe = (
-        "import emulator, emulator.profile as p\n"
+        "import emulator, emulator.profiles.loader as p\n"
         "from twisted.plugin import getPlugins\n"
         "from twisted.application.service import IServiceMaker\n"
         f"assert emulator.__file__.startswith({str(target)!r}), emulator.__file__\n"

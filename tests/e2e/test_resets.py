@@ -32,7 +32,7 @@ def closed_cleanly(server):
 
 
 def wait_for(predicate):
-    from emulator.testing import ReactorThread
+    from emulator.testing.harness import ReactorThread
 
     for _ in range(200):
         if ReactorThread.call(predicate):

@@ -9,10 +9,10 @@ import pytest
 
 import local_servers
 from emulator import cli
-from emulator.clientprofile import Credentials
-from emulator.matrix import settle
-from emulator.sender import send
-from emulator.testing import start_server
+from emulator.sender.profile import Credentials
+from emulator.sender.matrix import settle
+from emulator.sender.host import send
+from emulator.testing.harness import start_server
 
 pytestmark = pytest.mark.e2e
 FQDN = "mail.example.test"

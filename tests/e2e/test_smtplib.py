@@ -4,7 +4,7 @@ import smtplib
 
 import pytest
 
-from emulator.testing import start_server
+from emulator.testing.harness import start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def test_tcp_nodelay_is_set(server):
     """Every connection has TCP_NODELAY (Nagle would stall replies after a TLS handshake)."""
     import socket
 
-    from emulator.testing import ReactorThread
+    from emulator.testing.harness import ReactorThread
 
     with smtplib.SMTP(server.host, server.port, timeout=10) as client:
         client.noop()

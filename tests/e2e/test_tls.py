@@ -139,7 +139,7 @@ def test_garbage_instead_of_a_handshake_is_logged_and_harmless(serve):
 
 def test_legacy_tls10_client(serve):
     """The IMS personas accept a TLS 1.0 client (the era's protocol) where the local stacks allow it."""
-    from emulator.tls import local_tls_versions
+    from emulator.tls.context import local_tls_versions
 
     assert local_tls_versions()["TLSv1"], "this machine's pyOpenSSL can offer TLS 1.0"
     server = serve("ims55sp4-cert")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from emulator.testing import TWISTD, free_port, wait_for_banner
+from emulator.testing.harness import TWISTD, free_port, wait_for_banner
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +74,7 @@ def test_help_documents_every_option(tmp_path):
 
 def test_listen_defaults_to_loopback():
     """An endpoint without an interface binds 127.0.0.1, never all addresses."""
-    from emulator.tap import loopback_default
+    from emulator.host.tap import loopback_default
 
     assert loopback_default("2525") == "tcp:2525:interface=127.0.0.1"
     assert loopback_default("tcp:2525") == "tcp:2525:interface=127.0.0.1"
@@ -114,7 +114,7 @@ def test_start_up_leaves_the_heavy_optional_parts_unimported():
     --api): each would add a tenth or more to the time to the banner."""
     probe = (
         "import json, sys\n"
-        "from emulator import tap\n"
+        "from emulator.host import tap\n"
         "options = tap.Options()\n"
         "options.parseOptions(['--profile', 'ims55sp4', '--listen', 'tcp:0:interface=127.0.0.1'])\n"
         "tap.makeService(options)\n"
@@ -122,7 +122,7 @@ def test_start_up_leaves_the_heavy_optional_parts_unimported():
     )
     loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                        check=True).stdout)
-    assert not [m for m in loaded if m.startswith(("spnego", "twisted.web", "emulator.ntlm", "emulator.api"))]
+    assert not [m for m in loaded if m.startswith(("spnego", "twisted.web", "emulator.auth.ntlm", "emulator.control.api"))]
 
 
 def test_waiting_for_a_banner_gives_up_after_its_timeout():

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from emulator import protocol
+from emulator.host import protocol
 
 pytestmark = pytest.mark.e2e
 

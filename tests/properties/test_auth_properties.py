@@ -6,9 +6,9 @@ import struct
 
 from hypothesis import given, settings, strategies as st
 
-from emulator import profile as profiles
-from emulator.testing import Harness
-from emulator.wire import Server
+from emulator.profiles import loader as profiles
+from emulator.testing.harness import Harness
+from emulator.core.connection import Server
 
 KB_NEGOTIATE = b"TlRMTVNTUAABAAAAt5IAQAcABwAgAAAAAAAAAAAAAABUSU1EVU1QAAAAAAAAAAA="
 AUTHENTICATING = [p for p in profiles.names() if {"AUTH", "XAUTH"} & set(profiles.load(p).commands)]

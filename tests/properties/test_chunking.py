@@ -2,8 +2,8 @@
 
 from hypothesis import given, settings, strategies as st
 
-from emulator import profile as profiles
-from emulator.testing import Harness
+from emulator.profiles import loader as profiles
+from emulator.testing.harness import Harness
 
 PROFILES = profiles.names()
 COMMANDS = [

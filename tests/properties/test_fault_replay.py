@@ -3,8 +3,8 @@ input is cut, and the same seed gives the same transcript."""
 
 from hypothesis import given, settings, strategies as st
 
-from emulator.faults import parse
-from emulator.testing import Harness
+from emulator.quirks.spec import parse
+from emulator.testing.harness import Harness
 
 FAULTS = [
     "rcpt:reply=452 4.5.3 Too many recipients:times=2", "data_end:reply=451 4.3.0 later:probability=0.5",

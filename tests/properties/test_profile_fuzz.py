@@ -3,7 +3,7 @@
 import yaml
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from emulator import profile as profiles
+from emulator.profiles import loader as profiles
 
 KEYS = ["name", "extends", "product", "version", "describes", "hostname", "commands", "ehlo_keywords",
         "replies", "limits", "require_helo", "quirks", "tls", "abstract", "sources", "bogus"]

@@ -3,9 +3,9 @@
 import random
 import re
 
-from emulator import profile as profiles
-from emulator.testing import Harness
-from emulator.wire import Server
+from emulator.profiles import loader as profiles
+from emulator.testing.harness import Harness
+from emulator.core.connection import Server
 
 REPLY_LINE = re.compile(rb"\A[2-5][0-9][0-9][ -]?[^\r\n]*\Z")
 WORDS = [b"EHLO x\r\n", b"MAIL FROM:<a@b>\r\n", b"RCPT TO:<c@d>\r\n", b"DATA\r\n", b".\r\n", b"\r\n",

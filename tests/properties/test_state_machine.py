@@ -4,7 +4,7 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from hypothesis import strategies as st
 
-from emulator.testing import Harness
+from emulator.testing.harness import Harness
 
 
 class SequenceModel(RuleBasedStateMachine):

@@ -5,8 +5,8 @@ import re
 
 from hypothesis import example, given, settings, strategies as st
 
-from emulator import profile as profiles
-from emulator.testing import Harness
+from emulator.profiles import loader as profiles
+from emulator.testing.harness import Harness
 
 REPLY_LINE = re.compile(rb"\A([2-5][0-9][0-9])([ -]?)[^\r\n]*\Z")
 LINE = st.binary(max_size=300).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))

@@ -1,0 +1,82 @@
+"""
+What the sans-IO core asks its host to do.
+
+L{emulator.core.connection.ServerConnection} never touches a socket, a clock or a file:
+each call returns a list of these actions, and the host (the Twisted adapter
+in L{emulator.host.protocol}, or a test) carries them out in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write C{data} to the peer, exactly as given."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """Begin the server side of a TLS handshake (RFC 3207 section 4).
+
+    Everything sent after this action travels inside TLS.  The host tells the
+    core the outcome with C{tls_established} or C{connection_lost}.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """End the connection: cleanly after pending writes, or, with C{abort},
+    at once with a TCP reset."""
+
+    abort: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Wait C{seconds} before carrying out the actions that follow, and read
+    nothing from the peer meanwhile."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Store an accepted message, then send C{accepted}; if storing fails,
+    send C{failed} instead.  The message must be durable before the reply
+    that confirms it leaves (RFC 5321 section 6.1)."""
+
+    message: "Message"
+    accepted: bytes
+    failed: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something worth a line in the transcript that is not bytes on the
+    wire: a TLS switch, an aborted message, an authentication outcome."""
+
+    name: str
+    fields: dict = field(default_factory=dict)
+
+
+Action = Union[Send, StartTLS, Close, Delay, Deliver, Event]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as accepted after DATA, with its envelope."""
+
+    sender: bytes
+    recipients: tuple[bytes, ...]
+    data: bytes
+    peer: str
+    profile: str
+    helo: bytes
+    tls: bool
+    auth_user: str | None
+    session_id: str

@@ -1,0 +1,215 @@
+"""
+C{twistd emulator}: options and service.
+
+    twistd -n emulator --profile ims55sp4 --listen tcp:2525:interface=127.0.0.1
+
+Note the order: twistd's own C{--profile} (its profiler) comes before the
+subcommand; ours comes after it, and has no short form for that reason.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from emulator.auth import mechanisms as auth
+
+from emulator.profiles import loader as profiles
+from emulator.control.listeners import Control
+from emulator.host.emulation import Emulation
+from emulator.capture.maildir import MessageStore
+from emulator.host.protocol import EventLog, log
+from emulator.capture.transcript import TranscriptStore
+
+DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
+_HOSTNAME = re.compile(r"\A[A-Za-z0-9.\-\[\]:_]{1,255}\Z")
+
+
+def loopback_default(description: str) -> str:
+    """Bind 127.0.0.1 unless the endpoint names an interface: a bare port
+    C{2525} or C{tcp:2525} becomes C{tcp:2525:interface=127.0.0.1}."""
+    if description.isdigit():
+        description = f"tcp:{description}"
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "ssl", "tcp6") and "interface=" not in description:
+        description += ":interface=::1" if kind == "tcp6" else ":interface=127.0.0.1"
+    return description
+
+
+class Options(usage.Options):
+    """Command-line options of C{twistd emulator} (and C{emulator serve})."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Runs emulated legacy Microsoft Exchange / IIS SMTP servers, each defined by a YAML "
+        "profile (list them with `emulator profiles`).  Listeners bind 127.0.0.1 unless an "
+        "endpoint names another interface.  twistd's own --profile (its profiler) goes before "
+        "the subcommand; this --profile goes after it."
+    )
+    optParameters = [
+        ["profile", None, "ims55sp4", "Profile to emulate: a name from `emulator profiles` or a path to a YAML file."],
+        ["hostname", None, None, "Host name the server announces (default: the profile's)."],
+        ["transcripts", None, None, "Folder for one JSON-lines transcript per session (default: memory only)."],
+        ["maildir", None, None, "Maildir that receives every accepted message (default: memory only)."],
+        ["log-format", None, "text", "Connection log format: text (twistd's log) or json (one object per line on stdout)."],
+        ["tls-cert", None, None, "PEM certificate (chain) that replaces the profile's certificate."],
+        ["tls-key", None, None, "PEM private key of --tls-cert."],
+        ["state-dir", None, None, "Folder for generated certificates and the test CA (default: $XDG_STATE_HOME/legacy-smtp-emulator)."],
+        ["middlebox", None, None, "Firewall in front of the server: a type (pix-mailguard, starttls-intercept, starttls-strip) or a YAML file with type and attributes (default: the profile's middlebox: section, if any)."],
+        ["upstream", None, None, "Proxy mode: a real SMTP server behind --middlebox, as a Twisted client endpoint (e.g. tcp:127.0.0.1:25); --profile is then not served."],
+        ["api", None, None, "Endpoint of the HTTP control API, e.g. tcp:8025 (127.0.0.1 unless an interface is named; default: no API)."],
+        ["seed", None, None, "Seed of the faults' dice (default: the profile's seed:, else random); transcripts record it.", int],
+    ]
+    optFlags = [
+        ["fsync", None, "fsync each message and its folder before confirming it (durable against a machine crash; slower)."],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = []
+        self["listen-tls"] = []
+        self["fault"] = []
+        self["accounts"] = []
+
+    def opt_listen_tls(self, endpoint: str) -> None:
+        """Server endpoint where TLS starts with the connection (SMTPS, e.g. tcp:4650); only for profiles whose product offered it (tls: implicit: true)"""
+        self["listen-tls"].append(loopback_default(endpoint))
+
+    def opt_fault(self, spec: str) -> None:
+        """Add a fault, e.g. 'rcpt:reply=452 4.5.3 Too many recipients:times=2' (repeatable; `emulator faults` lists the types)"""
+        from emulator.quirks.spec import FaultError, parse
+
+        try:
+            self["fault"].append(parse(spec))
+        except FaultError as e:
+            raise usage.UsageError(f"--fault: {e}") from None
+
+    def opt_listen(self, endpoint: str) -> None:
+        """Server endpoint, e.g. tcp:2525 (repeatable; 127.0.0.1 unless an interface is named) [default: tcp:2525:interface=127.0.0.1]"""
+        self["listen"].append(loopback_default(endpoint))
+
+    def opt_account(self, account: str) -> None:
+        """Account added to the profile's, user:password or 'DOMAIN\\user:password' (repeatable)."""
+        try:
+            self["accounts"].append(auth.parse_account(account))
+        except ValueError as e:  # never echo the argument: it holds a password
+            raise usage.UsageError(f"--account: {e}") from None
+
+    def postOptions(self) -> None:
+        if not self["listen"] and not self["listen-tls"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        every = self["listen"] + self["listen-tls"]
+        if len(set(every)) != len(every):
+            raise usage.UsageError("--listen/--listen-tls name the same endpoint twice")
+        if self["api"]:
+            self["api"] = loopback_default(self["api"])
+        for description in every + ([self["api"]] if self["api"] else []):
+            try:
+                # Parsing needs no reactor: endpoint constructors only store it.
+                endpoints.serverFromString(None, description)
+            except (ValueError, TypeError, KeyError) as e:
+                option = "--api" if description == self["api"] else "--listen"
+                raise usage.UsageError(f"{option} {description}: {e}") from None
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format must be text or json")
+        if self["hostname"] is not None and not _HOSTNAME.match(self["hostname"]):
+            raise usage.UsageError(f"--hostname {self['hostname']!r} is not a host name")
+        if self["fsync"] and not self["maildir"]:
+            raise usage.UsageError("--fsync needs --maildir")
+        if bool(self["tls-cert"]) != bool(self["tls-key"]):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
+        try:
+            self["loaded_profile"] = profiles.load(self["profile"])
+        except profiles.ProfileError as e:
+            raise usage.UsageError(f"bad profile: {e}") from None
+        if self["accounts"] and not set(auth.VERBS) & set(self["loaded_profile"].commands):
+            raise usage.UsageError(f"--account: profile {self['profile']} has no AUTH or XAUTH")
+        self["loaded_profile"] = auth.with_accounts(self["loaded_profile"], self["accounts"])
+        _middlebox_options(self)
+        tls = self["loaded_profile"].sections["tls"]
+        if self["listen-tls"] and not tls.implicit:
+            raise usage.UsageError(
+                f"--listen-tls: {self['profile']} never offered TLS from the first byte (tls: implicit: false); "
+                "a client configured for SMTPS gets connection refused, as in KB Q218430")
+        try:
+            self["emulation"] = Emulation(
+                self["loaded_profile"], hostname=self["hostname"], state_dir=self["state-dir"],
+                tls_cert=self["tls-cert"], tls_key=self["tls-key"],
+                store=MessageStore(self["maildir"], fsync=self["fsync"]),
+                transcripts=TranscriptStore(self["transcripts"]),
+                events=EventLog(self["log-format"], sys.stdout),
+                middlebox=self["loaded_middlebox"], upstream=self["upstream"], seed=self["seed"])
+        except (ValueError, OSError) as e:
+            raise usage.UsageError(f"TLS: {e}") from None
+        if self["fault"] and self["upstream"]:
+            raise usage.UsageError("--fault acts on the emulated server; proxy mode (--upstream) serves none")
+        for fault in self["fault"]:
+            self["emulation"].add_fault(fault)
+        if self["listen-tls"] and self["emulation"].tls_context is None:
+            raise usage.UsageError("--listen-tls needs a certificate: the profile's tls: certificate, or --tls-cert/--tls-key")
+
+
+def _middlebox_options(options: Options) -> None:
+    """Check --middlebox and --upstream and load the middlebox."""
+    from emulator import middlebox
+
+    options["loaded_middlebox"] = None
+    if options["middlebox"]:
+        try:
+            options["loaded_middlebox"] = middlebox.load(options["middlebox"])
+        except profiles.ProfileError as e:
+            raise usage.UsageError(f"bad middlebox: {e}") from None
+    if options["upstream"]:
+        if not options["middlebox"]:
+            raise usage.UsageError("--upstream needs --middlebox: the emulator relays to a real server only through one")
+        try:
+            endpoints.clientFromString(None, options["upstream"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise usage.UsageError(f"--upstream {options['upstream']}: {e}") from None
+    if options["listen-tls"] and (options["loaded_middlebox"] or options["loaded_profile"].sections.get("middlebox")):
+        raise usage.UsageError("--listen-tls: a middlebox inspects plaintext SMTP and cannot front implicit TLS")
+
+
+class ListenerService(StreamServerEndpointService):
+    """Listens, says where, and makes twistd fail if it cannot."""
+
+    _raiseSynchronously = True
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port):
+        address = port.getHost()
+        getattr(self.factory, "bound", lambda port: None)(port)
+        log.info("listening on {host}:{port} ({description}), profile {profile}",
+                 host=address.host, port=address.port, description=self.description,
+                 profile=self.profile, announce=True)
+        return port
+
+
+def makeService(options: Options) -> service.MultiService:
+    """One listener per C{--listen}/C{--listen-tls}, sharing one L{Emulation}."""
+    from twisted.internet import reactor
+
+    top = service.MultiService()
+    emulation = options["emulation"]
+    control = Control(emulation, hostname=options["hostname"], middlebox=options["loaded_middlebox"],
+                      upstream=options["upstream"], accounts=options["accounts"], reactor=reactor)
+    plain = [(d, False) for d in options["listen"]]
+    for description, implicit in plain + [(d, True) for d in options["listen-tls"]]:
+        factory = control.listener(description, implicit_tls=implicit)
+        listener = ListenerService(endpoints.serverFromString(reactor, description), factory)
+        listener.description = description + (" (implicit TLS)" if implicit else "")
+        listener.profile = emulation.served
+        listener.setServiceParent(top)
+    if options["api"]:
+        from emulator.control.api import APIService
+
+        APIService(endpoints.serverFromString(reactor, options["api"]), control).setServiceParent(top)
+    return top
