@@ -13,6 +13,13 @@ The C{emulator} command.
     emulator send --persona NAME --to ENDPOINT
                                  send one message as a legacy client; exit 0 delivered, 1 not, 2 usage
     emulator matrix --client CMD run a client command against every server persona; Markdown and HTML table
+    emulator record --upstream ENDPOINT --transcripts DIR
+                                 record sessions with a real server, passing every byte unchanged
+    emulator learn TRANSCRIPTS... -o NAME.yaml
+                                 write a server profile from recorded sessions
+    emulator learn --probe ENDPOINT --rcpt ADDRESS [--out DIR] [-o NAME.yaml]
+                                 record the probe's fixed sessions with a real server (then learn)
+    emulator diff A B            compare the server bytes of two sessions (or folders of them); exit 0 same, 1 not
 """
 
 from __future__ import annotations
@@ -202,6 +209,160 @@ def cmd_serve(options: list[str]) -> int:
     return 0
 
 
+# -- learned personas: record, learn, diff (emulator.learn) -----------------
+
+
+def cmd_record(args) -> int:
+    from emulator.learn import record
+
+    if args.sessions is not None and args.sessions < 1:
+        print("emulator record: --sessions must be 1 or more", file=sys.stderr)
+        return 2
+    try:
+        return record.run(args.upstream, args.listen, Path(args.transcripts), sessions=args.sessions,
+                          progress=lambda text: print(f"emulator record: {text}", file=sys.stderr, flush=True))
+    except (ValueError, TypeError, KeyError) as e:
+        print(f"emulator record: --upstream {args.upstream}: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_learn(args) -> int:
+    from emulator.learn import emit, infer
+    from emulator.learn.dialogue import read
+    from emulator.learn.files import read_transcript, transcript_paths, write_text
+
+    def say(text: str) -> None:
+        print(f"emulator learn: {text}", file=sys.stderr, flush=True)
+
+    if args.probe:
+        if not args.rcpt:
+            say("--probe needs --rcpt ADDRESS: the one recipient its message goes to")
+            return 2
+        paths = _probe(args, say)
+        if paths is None or not args.output:
+            return 0 if paths is not None else 2
+        args.transcripts = [str(p) for p in paths]
+    if not args.transcripts or not args.output:
+        say("give TRANSCRIPTS... and -o NAME.yaml (or --probe ENDPOINT)")
+        return 2
+    output = Path(args.output)
+    if output.suffix not in (".yaml", ".yml"):
+        say(f"-o {output}: a profile file ends in .yaml")
+        return 2
+    try:
+        sessions = [read(read_transcript(p)) for p in transcript_paths(args.transcripts)]
+        base = profiles.resolved_document(args.base)
+    except ValueError as e:
+        say(str(e))
+        return 1
+    learned = infer.learn(sessions, base, args.base)
+    write_text(output, emit.render(learned, output.stem))
+    try:
+        profiles.check(output)
+    except profiles.ProfileError as e:  # a bug here, never the user's: say so, keep the file to look at
+        say(f"the profile written does not load: {e}")
+        return 1
+    say(f"wrote {output} from {len(sessions)} session(s): {len(learned.replies)} replies learned, "
+        f"{len(learned.untouched.get('replies', []))} left to {args.base}")
+    return 0
+
+
+def _probe(args, say) -> list | None:
+    """Print the probe's plan, then (unless --dry-run) run it; the transcripts' paths."""
+    from emulator.learn import probe, script
+    from emulator.sender.host import parse_endpoint
+
+    try:
+        parse_endpoint(args.probe, 25)
+        if args.timeout <= 0:
+            raise ValueError("--timeout must be more than 0 seconds")
+    except ValueError as e:
+        say(str(e))
+        return None
+    values = script.Values(args.rcpt, sender=args.sender, helo=args.helo, refused=args.refused_domain or "")
+    say(f"the probe sends these sessions to {args.probe}, each command after the reply to the one before:")
+    for session, lines in script.plan(values, versions=not args.no_tls_versions):
+        condition = " (if the server lists STARTTLS)" if session.needs_starttls else ""
+        print(f"  session {session.name}: {session.why}{condition}", file=sys.stderr)
+        for line in lines:
+            print(f"    {line}", file=sys.stderr)
+    if args.dry_run:
+        return []
+    out = Path(args.out)
+    paths = probe.run(args.probe, values, out, timeout=args.timeout, versions=not args.no_tls_versions,
+                      server_name=args.server_name, progress=say)
+    say(f"wrote {len(paths)} transcript(s) to {out}")
+    return paths
+
+
+def cmd_diff(args) -> int:
+    from emulator.learn.diff import compare
+    from emulator.learn.files import read_transcript
+
+    a, b = Path(args.a), Path(args.b)
+    if a.is_dir() != b.is_dir():
+        print("emulator diff: compare two files or two folders", file=sys.stderr)
+        return 2
+    if a.is_dir():
+        names = sorted({p.name for p in a.glob("*.jsonl")} | {p.name for p in b.glob("*.jsonl")})
+        pairs = [(a / n, b / n) for n in names]
+    else:
+        pairs = [(a, b)]
+    different = 0
+    for left, right in pairs:
+        if not (left.is_file() and right.is_file()):
+            print(f"only in {left.parent if right.is_file() else right.parent}: {left.name}")
+            different += 1
+            continue
+        try:
+            lines = compare(read_transcript(left), read_transcript(right), (str(left), str(right)))
+        except ValueError as e:
+            print(f"emulator diff: {e}", file=sys.stderr)
+            return 2
+        if lines:
+            different += 1
+            print("\n".join(lines))
+    print(f"emulator diff: {len(pairs) - different} of {len(pairs)} session(s) the same", file=sys.stderr)
+    return 1 if different else 0
+
+
+def _add_learn_commands(sub) -> None:
+    """The subcommands of learned personas (docs/own-server.md)."""
+    record = sub.add_parser("record", help="record sessions with a real server through a pass-through listener")
+    record.add_argument("--upstream", required=True, metavar="ENDPOINT",
+                        help="the real server, a Twisted client endpoint (tcp:HOST:PORT)")
+    record.add_argument("--listen", default="tcp:2526", metavar="ENDPOINT",
+                        help="where clients connect (default tcp:2526; 127.0.0.1 unless an interface is named)")
+    record.add_argument("--transcripts", required=True, metavar="DIR", help="folder for one transcript per session")
+    record.add_argument("--sessions", type=int, metavar="N", help="stop after N sessions (default: at Ctrl-C)")
+    record.set_defaults(func=cmd_record)
+    learn = sub.add_parser("learn", help="write a server profile from recorded sessions, or probe a server")
+    learn.add_argument("transcripts", nargs="*", metavar="TRANSCRIPTS", help=".jsonl files or folders of them")
+    learn.add_argument("-o", "--output", metavar="NAME.yaml", help="the profile to write (its name is the file's)")
+    learn.add_argument("--base", default="rfc5321", metavar="PROFILE",
+                       help="what the sessions did not show comes from this profile (default rfc5321)")
+    learn.add_argument("--probe", metavar="ENDPOINT", help="run the probe's sessions against this server first")
+    learn.add_argument("--rcpt", metavar="ADDRESS", help="the probe's one recipient (a mailbox you own)")
+    learn.add_argument("--from", dest="sender", default="probe@example.org", metavar="ADDRESS",
+                       help="the probe's envelope sender (default probe@example.org)")
+    learn.add_argument("--helo", default="probe.example.org", metavar="NAME",
+                       help="the name the probe gives in HELO/EHLO (default probe.example.org)")
+    learn.add_argument("--refused-domain", metavar="DOMAIN",
+                       help="a domain the server should refuse to relay to: one RCPT tries it")
+    learn.add_argument("--out", default="probe", metavar="DIR", help="folder for the probe's transcripts (default probe)")
+    learn.add_argument("--server-name", metavar="NAME", help="the name sent as SNI in the TLS sessions")
+    learn.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="the longest wait for one reply (default 10)")
+    learn.add_argument("--no-tls-versions", action="store_true",
+                       help="leave out the four handshakes that find the TLS version range")
+    learn.add_argument("--dry-run", action="store_true", help="print what the probe would send, send nothing")
+    learn.set_defaults(func=cmd_learn)
+    diff = sub.add_parser("diff", help="compare two sessions' server bytes after template fields (exit 1 if not the same)")
+    diff.add_argument("a", metavar="A", help="a .jsonl transcript, or a folder of them")
+    diff.add_argument("b", metavar="B", help="the other (folders are paired by file name)")
+    diff.set_defaults(func=cmd_diff)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line."""
 
@@ -266,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     matrix.add_argument("--state-dir", help="the emulator's state folder (test CA and certificates)")
     matrix.set_defaults(func=cmd_matrix)
     sub.add_parser("serve", help="run the server in the foreground (emulator serve --help)", add_help=False)
+    _add_learn_commands(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -62,8 +62,14 @@ def _greet(conn, arg: bytes, esmtp: bool) -> None:
         return
     keywords = list(conn.profile.ehlo_keywords)
     tls = conn.server.tls
+    # A TLS keyword also written in ehlo_keywords keeps its place there (a
+    # captured list's order); the rest are appended.  Either way they show
+    # only when advertised, and never again once inside TLS (RFC 3207 4.2).
+    placed = [k for k in tls.keywords if k in keywords]
     if not conn.session.tls and "STARTTLS" in conn.server.verbs and tls.advertised(conn.server.tls_available):
-        keywords += tls.keywords  # RFC 3207 4.2: never again once inside TLS
+        keywords += [k for k in tls.keywords if k not in placed]
+    elif placed:
+        keywords = [k for k in keywords if k not in placed]
     for quirk in conn.server.hooks["ehlo_keywords"]:
         keywords = quirk.ehlo_keywords(conn, keywords)
     first = conn.profile.replies["ehlo"].format({**conn._fields, "helo": _text(arg)})

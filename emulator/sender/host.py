@@ -382,3 +382,10 @@ def _ssl_reason(error: ssl.SSLError) -> str:
     if error.reason:  # OpenSSL's code, e.g. WRONG_VERSION_NUMBER: a plaintext server
         return f"{error.reason.lower().replace('_', ' ')} ({error.library or 'SSL'} {error.reason})"
     return str(error)
+
+
+# Public names for other drivers of a client core with the same interface
+# (emulator.learn.probe plays its script through them).
+drive = _drive
+SocketLink = _SocketLink
+HarnessLink = _HarnessLink
