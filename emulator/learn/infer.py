@@ -195,6 +195,9 @@ class _Learner:
     def _helo(self, x, st, ok, esmtp=False) -> None:
         arg = x.argument.strip()
         if not _DOMAIN.match(arg):
+            if ok:
+                self._note(f"{x.step} without a name was answered {x.code}: filed as syntax_helo, which "
+                           "replays the bytes, though the emulator does not count it as a greeting")
             return self._file("syntax_helo", x, verb=x.step)
         if not ok:
             return self._note(f"{x.step} {arg.decode('latin-1')} was refused: {x.lines()[-1]!r} (not modelled)")
