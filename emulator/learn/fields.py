@@ -43,8 +43,9 @@ def _volatile(text: str) -> list[tuple[int, int, str]]:
 
 
 def _whole(value: str) -> re.Pattern:
-    """C{value} as a whole token: not inside a longer name or number."""
-    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])")
+    """C{value} as a whole token: not inside a longer name or number (a
+    dot ending a sentence may follow)."""
+    return re.compile(rf"(?<![A-Za-z0-9-])(?<![A-Za-z0-9]\.){re.escape(value)}(?![A-Za-z0-9-])(?!\.[A-Za-z0-9])")
 
 
 def escape(text: str) -> str:

@@ -389,9 +389,11 @@ def _commands(out: Learned, learner: _Learner, base: dict) -> None:
         out.auth["mechanisms"] = []
     if "XAUTH" not in verbs and base.get("auth", {}).get("xauth_mechanisms"):
         out.auth["xauth_mechanisms"] = []
-    if "AUTH" in verbs and not out.auth.get("mechanisms", base.get("auth", {}).get("mechanisms")):
-        verbs.remove("AUTH")
     out.commands = verbs
+    for verb, key in (("AUTH", "mechanisms"), ("XAUTH", "xauth_mechanisms")):
+        if verb in verbs and not out.auth.get(key, base.get("auth", {}).get(key)):
+            _drop_verb(out, verb, f"no mechanism of it that the emulator has was listed, and the base {out.base} "
+                                  "gives none")
     parts = []
     if learner.answered:
         parts.append(f"answered: {', '.join(sorted(learner.answered))}")
@@ -411,12 +413,18 @@ def _drop_unanswerable(out: Learned, base: dict) -> None:
     for verb in list(out.commands or []):
         missing = [r for r in commands.VERBS[verb][1] if r not in have]
         if missing and verb not in ("AUTH", "XAUTH"):
-            out.commands.remove(verb)
-            out.notes.append(f"{verb} is left out: no session showed its replies {', '.join(missing)} "
-                             f"and the base {out.base} has none")
-            if out.ehlo_keywords:
-                out.ehlo_keywords = [k for k in out.ehlo_keywords
-                                     if commands.KEYWORD_VERBS.get(re.split(r"[ =]", k.strip())[0].upper()) != verb]
+            _drop_verb(out, verb, f"no session showed its replies {', '.join(missing)} and the base {out.base} "
+                                  "has none")
+
+
+def _drop_verb(out: Learned, verb: str, why: str) -> None:
+    """Leave C{verb} out, with the EHLO keywords that advertise it."""
+    out.commands.remove(verb)
+    dropped = [k for k in out.ehlo_keywords or ()
+               if commands.KEYWORD_VERBS.get(re.split(r"[ =]", k.strip())[0].upper()) == verb]
+    if dropped:
+        out.ehlo_keywords = [k for k in out.ehlo_keywords if k not in dropped]
+    out.notes.append(f"{verb} is left out{' with its EHLO keywords ' + repr(dropped) if dropped else ''}: {why}")
 
 
 def _tls(out: Learned, learner: _Learner, sessions: list[Session]) -> None:
