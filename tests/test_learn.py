@@ -299,3 +299,13 @@ def test_diff_of_folders_pairs_files_by_name(tmp_path, capsys):
     (tmp_path / "a" / "02.jsonl").write_text(json.dumps({"session": "x"}) + "\n")
     assert cli.main(["diff", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     assert "only in" in capsys.readouterr().out
+
+
+def test_record_bad_upstream_and_unwritable_folder_are_one_line(tmp_path, capsys):
+    """`emulator record`: an unknown endpoint type is a usage error (2), a folder
+    that cannot be made is exit 1; one line each, nothing listens."""
+    assert cli.main(["record", "--upstream", "bogus:x", "--transcripts", str(tmp_path / "r")]) == 2
+    (tmp_path / "file").write_text("")
+    assert cli.main(["record", "--upstream", "tcp:127.0.0.1:9", "--transcripts", str(tmp_path / "file" / "r")]) == 1
+    assert [line.split(":")[0] for line in capsys.readouterr().err.strip().splitlines()] == ["emulator record",
+                                                                                              "emulator"]

@@ -52,6 +52,7 @@ def run(upstream: str, listen_on: str, folder: Path, *, sessions: int | None = N
     from twisted.internet import endpoints, reactor
 
     endpoints.clientFromString(reactor, upstream)  # a bad endpoint fails here, before listening
+    (folder / ".tmp").mkdir(parents=True, exist_ok=True)  # an unwritable folder too (OSError)
     status = []
 
     def stop() -> None:
