@@ -20,7 +20,6 @@ with the profile keys that exist is in L{Learned.notes}.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ from emulator.auth import mechanisms as _auth  # noqa: F401 (files AUTH and XAUT
 from emulator.core import commands
 from emulator.learn.dialogue import AUTH_LINE, CONNECT, DATA_END, Session
 from emulator.learn.fields import escape, templatize
+from emulator.sender.client import is_ip_address
 
 # What the core passes to each reply it sends (emulator.core.commands and
 # connection): a field is only templated where the emulator fills it in.
@@ -124,17 +124,9 @@ def _identity(out: Learned, sessions: list[Session]) -> None:
         greeting = next((x for x in s.exchanges if x.step == CONNECT), None)
         if greeting is not None:
             for match in _VERSION.finditer(" ".join(greeting.texts())):
-                if not _is_ip(match.group(1)):
+                if not is_ip_address(match.group(1)):
                     out.version = match.group(1)
                     return
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 class _Learner:
@@ -330,7 +322,7 @@ def _ip_in(x) -> str | None:
     """An IP literal in a HELO/EHLO reply: the client's address as the
     server saw it (when the transcript does not say)."""
     for token in re.findall(r"[0-9A-Fa-f:.]{7,}", " ".join(x.texts()[:1])):
-        if _is_ip(token):
+        if is_ip_address(token):
             return token
     return None
 

@@ -14,6 +14,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -72,38 +73,23 @@ def twisted_server(hostname: str = "mx.twisted.test"):
     from twisted.internet import protocol, ssl as tssl
     from twisted.mail import smtp
     from twisted.mail.imap4 import LOGINCredentials, PLAINCredentials
-    from zope.interface import implementer
     import trustme
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from ref_twisted import DiscardDelivery  # the benchmark's reference server: message and delivery
 
     cert = trustme.CA().issue_cert(hostname)
     options = tssl.CertificateOptions(
         privateKey=crypto.load_privatekey(crypto.FILETYPE_PEM, cert.private_key_pem.bytes()),
         certificate=crypto.load_certificate(crypto.FILETYPE_PEM, cert.cert_chain_pems[0].bytes()))
 
-    @implementer(smtp.IMessage)
-    class Message:
-        def lineReceived(self, line):
-            pass
-
-        def eomReceived(self):
-            from twisted.internet import defer
-            return defer.succeed(None)
-
-        def connectionLost(self):
-            pass
-
-    @implementer(smtp.IMessageDelivery)
-    class Delivery:
-        def receivedHeader(self, helo, origin, recipients):
-            return None
-
-        def validateFrom(self, helo, origin):
-            return origin
+    class Delivery(DiscardDelivery):
+        """The benchmark's discarding delivery, refusing one domain."""
 
         def validateTo(self, user):
             if user.dest.domain.decode() == REFUSED:
                 raise smtp.SMTPBadRcpt(user)
-            return Message
+            return super().validateTo(user)
 
     class Factory(protocol.ServerFactory):
         def buildProtocol(self, addr):
