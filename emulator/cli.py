@@ -4,7 +4,7 @@ The C{emulator} command.
     emulator profiles            list the profiles: name, product, version, description
     emulator show NAME|PATH      the resolved profile (after extends:) as YAML
     emulator check PATH...       validate profile files; print file:key: problem
-    emulator transcript FILE     a JSON-lines transcript in the human arrow form
+    emulator transcript PATH...  list the sessions of transcripts, or print them in arrow form
     emulator ca export PATH      write the test CA certificate for clients to trust
     emulator faults              every fault type with its attributes (for --fault and quirks:)
     emulator serve [OPTIONS]     run the server in the foreground (twistd -n emulator),
@@ -89,22 +89,133 @@ def cmd_check(args) -> int:
 
 
 def cmd_transcript(args) -> int:
-    from emulator.capture.transcript import Transcript
+    """One session: its arrow form.  Several: one line each, or with
+    C{--session}/C{--full} the arrow form of those chosen.  C{--follow}:
+    the sessions a running server finishes, as their files appear."""
+    from emulator.capture import transcript as transcripts
 
-    transcript = Transcript.from_jsonl(Path(args.file).read_text(encoding="ascii"))
+    if args.follow:
+        return _follow(args, transcripts)
+    sessions = []
+    for source in args.paths:
+        for name, text in _transcript_texts(source):
+            try:
+                found, notes = transcripts.read_sessions(text)
+            except transcripts.TranscriptError as e:
+                raise CommandError(f"{name}: {e}") from None
+            for note in notes:
+                print(f"emulator transcript: {name}: {note}", file=sys.stderr)
+            sessions += found
+    if args.session:
+        chosen = [t for t in sessions if any(t.session_id.startswith(s) for s in args.session)]
+        missing = [s for s in args.session if not any(t.session_id.startswith(s) for t in sessions)]
+        if missing:
+            raise CommandError(f"no session {missing[0]!r} in {', '.join(args.paths)}")
+        sessions = chosen
+    if args.full or (len(sessions) == 1 and not args.list):
+        for transcript in sessions:
+            _print_session(transcript)
+    else:
+        print(_LISTING_HEAD)
+        for transcript in sessions:
+            print(_listing_line(transcript.summary()))
+    return 0
+
+
+def _transcript_texts(source: str):
+    """(name, text) of each transcript file C{source} names: a file, a
+    folder (its C{*.jsonl} files, in name order: session ids sort by time)
+    or C{-} (standard input)."""
+    if source == "-":
+        yield "(stdin)", sys.stdin.read()
+        return
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+    elif path.exists():
+        files = [path]
+    else:
+        raise CommandError(f"{source}: no such file or folder")
+    for file in files:
+        try:
+            yield str(file), file.read_text(encoding="latin-1")
+        except OSError as e:
+            raise CommandError(f"{file}: cannot read: {e.strerror or e}") from None
+
+
+def _print_session(transcript) -> None:
     seed = "" if transcript.seed is None else f" seed {transcript.seed}"
     print(f"=== session {transcript.session_id} profile {transcript.profile} peer {transcript.peer}"
           + (f" middlebox {transcript.middlebox} upstream {transcript.upstream}" if transcript.middlebox else "")
           + seed)
     sys.stdout.write(transcript.human())
+
+
+_LISTING_COLUMNS = (("started (UTC)", 19), ("session", 22), ("persona", 16), ("peer", 21), ("TLS", 7),
+                    ("auth", 12), ("msgs", 4), ("last reply", 34), ("ended", 0))
+_LISTING_HEAD = "  ".join(f"{name:<{width}}" for name, width in _LISTING_COLUMNS).rstrip()
+
+
+def _listing_line(summary: dict) -> str:
+    import time
+
+    cells = [time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(summary["started"])), summary["session"],
+             summary["persona"], summary["peer"], summary["tls"].split(" ")[0] or "-", summary["auth"] or "-",
+             str(summary["messages"]), summary["last_reply"] or "-", summary["ended"]]
+    out = []
+    for (_, width), cell in zip(_LISTING_COLUMNS, cells):
+        if width and len(cell) > width:
+            cell = cell[:width - 1] + "\u2026"
+        out.append(f"{cell:<{width}}" if width else cell)
+    return "  ".join(out)
+
+
+def _follow(args, transcripts) -> int:
+    """Print each session as its file appears in the folder (a server
+    writes a session's file when the session ends), for C{--seconds} or
+    until interrupted."""
+    import time
+
+    if len(args.paths) != 1 or not Path(args.paths[0]).is_dir():
+        raise CommandError("--follow takes one folder (a server's --transcripts)")
+    folder = Path(args.paths[0])
+    seen = set(folder.glob("*.jsonl")) if not args.full and not args.list else set()
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    if not args.full:
+        print(_LISTING_HEAD, flush=True)
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            for path in sorted(set(folder.glob("*.jsonl")) - seen):
+                seen.add(path)
+                try:
+                    found, _ = transcripts.read_sessions(path.read_text(encoding="latin-1"))
+                except (OSError, transcripts.TranscriptError) as e:
+                    print(f"emulator transcript: {path}: {e}", file=sys.stderr)
+                    continue
+                for transcript in found:
+                    _print_session(transcript) if args.full else print(_listing_line(transcript.summary()))
+                sys.stdout.flush()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
 def cmd_ca_export(args) -> int:
+    """Write the test CA of a state folder, saying which folder; a CA is made
+    only with C{--create} (a new one would not verify a running server)."""
     from emulator.tls.certs import CertStore
     from emulator.tls.context import default_state_dir
 
-    store = CertStore(Path(args.state_dir) if args.state_dir else default_state_dir())
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    store = CertStore(state_dir)
+    if not store.has_ca():
+        if not args.create:
+            raise CommandError(f"no test CA in {state_dir} (a server makes one when it first generates a "
+                               "certificate; `make run` keeps its own in var/state: give --state-dir, "
+                               "or --create to make one now)")
+        print(f"emulator ca export: created a test CA in {state_dir}", file=sys.stderr)
+    print(f"emulator ca export: the test CA of {state_dir}", file=sys.stderr)
     print(store.export_ca(Path(args.dest)))
     return 0
 
@@ -122,6 +233,10 @@ def cmd_send(args) -> int:
 
     try:
         persona = clientprofile.load(args.persona)
+    except profiles.ProfileError as e:  # as for every command: an unknown or broken profile is exit 1
+        print(f"emulator send: {e}", file=sys.stderr)
+        return 1
+    try:
         host, port = sender.parse_endpoint(args.to, persona.port)
         message = Path(args.message).read_bytes() if args.message else None
         if args.cafile and not Path(args.cafile).is_file():
@@ -146,6 +261,8 @@ def cmd_send(args) -> int:
 
 
 def cmd_matrix(args) -> int:
+    """Exit 0 when every row with an expectation came out as history did,
+    1 when a row differs or the client was not found, 2 on a usage error."""
     from emulator.sender import matrix
 
     names = [name for item in args.profiles or () for name in item.split(",") if name] or None
@@ -158,13 +275,17 @@ def cmd_matrix(args) -> int:
         print(f"emulator matrix: {e}", file=sys.stderr)
         return 2
     sys.stdout.write(matrix.markdown(rows))
-    print(f"emulator matrix: wrote {Path(args.out) / 'matrix.md'} and {Path(args.out) / 'matrix.html'}",
-          file=sys.stderr)
+    written = [Path(args.out) / "matrix.md", Path(args.out) / "matrix.html"]
+    if args.junit_xml:
+        Path(args.junit_xml).write_text(matrix.junit_xml(rows), encoding="utf-8")
+        written.append(Path(args.junit_xml))
+    print(f"emulator matrix: wrote {', '.join(map(str, written))}", file=sys.stderr)
+    print(f"emulator matrix: {matrix.summary(rows)}", file=sys.stderr)
     missing = [row.note for row in rows if row.note.startswith("client not")]
     if missing:
         print(f"emulator matrix: {missing[0]}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if any(row.history == "differs" for row in rows) else 0
 
 
 def cmd_serve(options: list[str]) -> int:
@@ -176,6 +297,9 @@ def cmd_serve(options: list[str]) -> int:
 
     from emulator.host import tap
 
+    if "--version" in options:
+        print(_version())
+        return 0
     if "-h" in options or "--help" in options:
         table = str(tap.Options()).split("\n", 1)[1]  # its first line names twistd
         print(f"usage: emulator serve [OPTIONS]\n\nRuns the emulator in the foreground: the same as "
@@ -363,6 +487,30 @@ def _add_learn_commands(sub) -> None:
     diff.set_defaults(func=cmd_diff)
 
 
+def _version() -> str:
+    """The emulator's version, with Twisted's and Python's."""
+    import platform
+    from importlib.metadata import version
+
+    import emulator
+
+    return f"emulator {emulator.__version__} (Twisted {version('twisted')}, Python {platform.python_version()})"
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked: one line, exit status 1."""
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line."""
 
@@ -376,8 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return cmd_serve(argv[1:])
         except BrokenPipeError:
+            _quiet_stdout()
             return 0
     parser = _Parser(prog="emulator", description="Emulated legacy Exchange/IIS SMTP servers.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("profiles", help="list the profiles").set_defaults(func=cmd_profiles)
     show = sub.add_parser("show", help="print a resolved profile as YAML")
@@ -386,14 +536,28 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate profile files (exit 1 on a problem)")
     check.add_argument("paths", nargs="+", metavar="PATH")
     check.set_defaults(func=cmd_check)
-    transcript = sub.add_parser("transcript", help="print a .jsonl transcript in arrow form")
-    transcript.add_argument("file", metavar="FILE")
+    transcript = sub.add_parser(
+        "transcript", help="list sessions of .jsonl transcripts, or print them in arrow form",
+        description="One session is printed in arrow form; several are listed one per line "
+                    "(--session or --full print them in arrow form).")
+    transcript.add_argument("paths", nargs="+", metavar="PATH",
+                            help="a .jsonl file, a folder of them (a server's --transcripts), or - for stdin")
+    transcript.add_argument("--session", action="append", metavar="ID",
+                            help="print this session (an id or its start) in arrow form; repeatable")
+    transcript.add_argument("--full", action="store_true", help="print every session in arrow form")
+    transcript.add_argument("--list", action="store_true", help="list even a single session")
+    transcript.add_argument("--follow", action="store_true",
+                            help="print the sessions a running server writes to the folder PATH as they end")
+    transcript.add_argument("--seconds", type=_positive, metavar="SECONDS",
+                            help="with --follow: stop after this long (default: until interrupted)")
     transcript.set_defaults(func=cmd_transcript)
     ca = sub.add_parser("ca", help="the test CA that signs generated certificates")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True, metavar="ACTION")
     export = ca_sub.add_parser("export", help="write the CA certificate (PEM) for clients to trust")
     export.add_argument("dest", metavar="PATH", help="file, or folder to write ca.pem into")
-    export.add_argument("--state-dir", help="the emulator's state folder (default: $XDG_STATE_HOME/legacy-smtp-emulator)")
+    export.add_argument("--state-dir", help="the emulator's state folder (default: $XDG_STATE_HOME/legacy-smtp-emulator; "
+                                            "`make run` uses var/state)")
+    export.add_argument("--create", action="store_true", help="make a test CA if the state folder has none")
     export.set_defaults(func=cmd_ca_export)
     sub.add_parser("faults", help="list every fault type with its attributes").set_defaults(func=cmd_faults)
     sub.add_parser("personas", help="list the sender personas (client profiles)").set_defaults(func=cmd_personas)
@@ -416,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                       help="limit for each network wait (default 30)")
     send.set_defaults(func=cmd_send)
-    matrix = sub.add_parser("matrix", help="run a client command against every server persona; write a table")
+    matrix = sub.add_parser("matrix", help="run a client command against every server persona; write a table "
+                                           "(exit 1 if a row differs from history)")
     matrix.add_argument("--client", required=True, metavar="COMMAND",
                         help="the client command, with {host} {port} {cafile} {mode} {hostname} placeholders")
     matrix.add_argument("--profiles", nargs="+", metavar="NAME", help="server personas (default: all)")
@@ -425,17 +590,32 @@ def main(argv: list[str] | None = None) -> int:
     matrix.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                         help="time each client run may take (default 30)")
     matrix.add_argument("--state-dir", help="the emulator's state folder (test CA and certificates)")
+    matrix.add_argument("--junit-xml", metavar="FILE",
+                        help="also write a JUnit XML report: one test case per persona, failed where it differs")
     matrix.set_defaults(func=cmd_matrix)
     sub.add_parser("serve", help="run the server in the foreground (emulator serve --help)", add_help=False)
     _add_learn_commands(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # a reader such as `head` stopped reading: not an error
+        _quiet_stdout()
+        return 0
+    except CommandError as e:
+        name = " ".join(filter(None, (args.command, getattr(args, "ca_command", None))))
+        print(f"emulator {name}: {e}", file=sys.stderr)
+        return 1
     except (profiles.ProfileError, OSError, ValueError) as e:
         print(f"emulator: {e}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail
+    again on the closed pipe (the Python documentation's advice for SIGPIPE)."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def test_serve_help_lists_the_twistd_options(capsys):
     (["nosuch"], 2, "emulator: argument COMMAND: invalid choice: 'nosuch'"),
     (["show"], 2, "emulator show: the following arguments are required: NAME|PATH"),
     (["show", "nosuch"], 1, "emulator: nosuch:(name): no profile of that name"),
-    (["transcript", "/nonexistent/t.jsonl"], 1, "emulator: [Errno 2] No such file or directory"),
+    (["transcript", "/nonexistent/t.jsonl"], 1, "emulator transcript: /nonexistent/t.jsonl: no such file or folder"),
     (["serve", "--bogus"], 2, "emulator serve: option --bogus not recognized"),
     (["serve", "--profile", "nosuch"], 2, "emulator serve: bad profile: nosuch:(name): no profile of that name"),
     (["serve", "--api", "tcp:notaport"], 2, "emulator serve: --api tcp:notaport:interface=127.0.0.1"),
@@ -113,3 +113,60 @@ def test_serve_says_where_it_listens_on_port_zero(tmp_path):
         proc.terminate()
         proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGTERM  # twistd ends by the signal it was stopped with
+
+
+def emulator(*argv):
+    """The real entry point in a subprocess: (status, stdout, stderr)."""
+    result = subprocess.run([sys.executable, "-m", "emulator.cli", *argv], capture_output=True, text=True,
+                            timeout=120)
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_version_is_the_emulators():
+    """`emulator --version` and `emulator serve --version` print the emulator's version (serve printed
+    Twisted's), with Twisted's and Python's beside it."""
+    import platform
+
+    import emulator as package
+
+    for argv in (["--version"], ["serve", "--version"]):
+        status, out, err = emulator(*argv)
+        assert (status, err) == (0, "")
+        assert out.startswith(f"emulator {package.__version__} (Twisted ") and \
+            out.endswith(f", Python {platform.python_version()})\n")
+
+
+def test_ca_export_names_its_state_folder_and_invents_no_ca(tmp_path):
+    """With no CA in the state folder, `ca export` refuses in one line naming the folder (a new CA would not
+    verify the server that is running); --create makes one; then it says which folder it read."""
+    state = tmp_path / "state"
+    status, out, err = emulator("ca", "export", "--state-dir", str(state), str(tmp_path / "ca.pem"))
+    assert (status, out) == (1, "")
+    assert err == (f"emulator ca export: no test CA in {state} (a server makes one when it first generates a "
+                   "certificate; `make run` keeps its own in var/state: give --state-dir, or --create to make "
+                   "one now)\n")
+    assert not (tmp_path / "ca.pem").exists() and not (state / "ca.pem").exists()
+    status, out, err = emulator("ca", "export", "--state-dir", str(state), "--create", str(tmp_path))
+    assert (status, out) == (0, f"{tmp_path / 'ca.pem'}\n")
+    assert err == f"emulator ca export: created a test CA in {state}\nemulator ca export: the test CA of {state}\n"
+    status, out, err = emulator("ca", "export", "--state-dir", str(state), str(tmp_path / "again.pem"))
+    assert status == 0 and err == f"emulator ca export: the test CA of {state}\n"
+    assert (tmp_path / "again.pem").read_bytes() == (state / "ca.pem").read_bytes()
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(tmp_path):
+    """`emulator transcript BIG | head -1` ends quietly: no "Broken pipe" line, status 0 (the output is far
+    larger than a pipe's buffer, so the write after head exits fails)."""
+    from emulator.testing import Harness
+
+    h = Harness("ims55sp4")
+    h.connect()
+    h.send(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n" + b"x" * 70 + b"\r\n")
+    for _ in range(20):
+        h.send(b"line of text\r\n" * 1000)
+    (tmp_path / "big.jsonl").write_text(h.transcript.to_jsonl())
+    result = subprocess.run(f"{sys.executable} -m emulator.cli transcript {tmp_path / 'big.jsonl'} | head -1; "
+                            "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.startswith("=== session s1 profile ims55sp4 ")
+    assert (result.returncode, result.stderr) == (0, "")

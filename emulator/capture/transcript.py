@@ -110,20 +110,104 @@ class Transcript:
 
     @classmethod
     def from_jsonl(cls, text: str) -> "Transcript":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        header = rows[0]
-        transcript = cls(header["session"], header.get("profile", ""), header.get("peer", ""),
-                         header.get("started", 0.0), header.get("listener", ""),
-                         middlebox=header.get("middlebox", ""), upstream=header.get("upstream", ""),
-                         seed=header.get("seed"))
-        for row in rows[1:]:
-            if "event" in row:
-                fields = {k: v for k, v in row.items() if k not in ("t", "event")}
-                transcript.records.append(Record(row["t"], "event", event=row["event"], fields=fields))
+        """The one session of a JSON-lines text (see L{read_sessions} for
+        texts that may hold several, or a torn last line)."""
+        sessions, _ = read_sessions(text)
+        if len(sessions) != 1:
+            raise TranscriptError(f"expected one session, found {len(sessions)}")
+        return sessions[0]
+
+    @classmethod
+    def from_header(cls, header: dict) -> "Transcript":
+        """An empty transcript from a JSON-lines header object."""
+        return cls(header["session"], header.get("profile", ""), header.get("peer", ""),
+                   header.get("started", 0.0), header.get("listener", ""),
+                   middlebox=header.get("middlebox", ""), upstream=header.get("upstream", ""),
+                   seed=header.get("seed"))
+
+    def add_row(self, row: dict) -> None:
+        """Append one JSON-lines record object."""
+        if "event" in row:
+            fields = {k: v for k, v in row.items() if k not in ("t", "event")}
+            self.records.append(Record(row["t"], "event", event=row["event"], fields=fields))
+        else:
+            self.records.append(Record(row["t"], row["dir"], row["data"].encode("latin-1"), row["tls"],
+                                       leg=row.get("leg", "")))
+
+    def summary(self) -> dict:
+        """One line's worth of the session: when, what, who, and how it went
+        (what C{emulator transcript} lists for many sessions)."""
+        tls = next((r.fields for r in reversed(self.events("tls_established"))), None)
+        logins = [r.fields for r in self.events("auth") if r.fields.get("outcome") == "ok"]
+        closed = self.events("closed")
+        failed = self.events("tls_failed")
+        if self.events("idle_timeout"):
+            ended = "idle timeout"
+        elif failed and not tls:
+            ended = f"TLS failed: {failed[-1].fields.get('reason', '')}"
+        elif closed:
+            ended = str(closed[-1].fields.get("reason", "closed"))
+        else:
+            ended = "open"
+        return {
+            "session": self.session_id,
+            "started": self.started,
+            "persona": f"{self.middlebox} in front of {self.profile or self.upstream}" if self.middlebox
+            else self.profile,
+            "peer": self.peer,
+            "tls": f"{tls.get('version', '')} {tls.get('cipher', '')}".strip() if tls else "",
+            "auth": f"{logins[-1].get('user', '')} ({logins[-1].get('mechanism', '')})" if logins else "",
+            "messages": len(self.events("message_accepted")),
+            "last_reply": last_reply(self.server_bytes()),
+            "ended": ended,
+        }
+
+
+class TranscriptError(ValueError):
+    """Text that is not a transcript; C{str()} says where, in one line."""
+
+
+def read_sessions(text: str) -> tuple[list[Transcript], list[str]]:
+    """Every session in a JSON-lines text, and notes on what was skipped.
+
+    A text holds one session or several in a row: each header object
+    (the one with a C{"session"} key) begins the next.  A last line that
+    is not valid JSON is a record torn by a crash while it was written: it
+    is skipped and noted, and the sessions before it stand.  Anything else
+    that is not a transcript raises L{TranscriptError} naming the line.
+    """
+    sessions: list[Transcript] = []
+    notes: list[str] = []
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if number == len(lines) and sessions and not text.endswith("\n"):
+                notes.append(f"line {number}: a torn last record was skipped")
+                break
+            raise TranscriptError(f"line {number}: not a transcript record (not JSON)") from None
+        if not isinstance(row, dict):
+            raise TranscriptError(f"line {number}: not a transcript record (not a JSON object)")
+        try:
+            if "session" in row:
+                sessions.append(Transcript.from_header(row))
+            elif not sessions:
+                raise TranscriptError(f"line {number}: a record before any session header")
             else:
-                transcript.records.append(Record(row["t"], row["dir"], row["data"].encode("latin-1"), row["tls"],
-                                                 leg=row.get("leg", "")))
-        return transcript
+                sessions[-1].add_row(row)
+        except (KeyError, TypeError, AttributeError, UnicodeEncodeError):
+            raise TranscriptError(f"line {number}: not a transcript record (fields missing or of the wrong type)") \
+                from None
+    return sessions, notes
+
+
+def last_reply(server_bytes: bytes) -> str:
+    """The last line the server (or middlebox) sent, without its line end."""
+    lines = server_bytes.decode("latin-1").rstrip("\r\n").splitlines()
+    return lines[-1] if lines else ""
 
 
 def human_record(record: Record) -> str:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import html
 import os
+import re
+import selectors
 import shlex
 import shutil
 import signal
@@ -48,15 +50,31 @@ PLACEHOLDERS = {
 # After the client exits, how long the server may take to see the connection close.
 _SETTLE_SECONDS = 5.0
 _KILL_WAIT = 5.0
+#: What is kept of each of the client's output streams per row: a client
+#: stuck at a prompt once wrote 200 MB into a row's transcript.
+OUTPUT_LIMIT = 1 << 20
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+#: The client the C{outcome} of an expectation describes: a client of the
+#: time (an MTA or mail client of 1998-2003) that used STARTTLS
+#: opportunistically without checking the certificate, went on in plaintext
+#: when STARTTLS failed or was refused, fell back to HELO when EHLO was
+#: refused, and used SMTPS only where the persona offered it.
+HISTORICAL_CLIENT = ("a client of the time: STARTTLS when listed, no certificate check, plaintext when "
+                     "STARTTLS fails, HELO when EHLO is refused, SMTPS only where the persona offers it")
 
 
 @dataclass(frozen=True)
 class Expectation:
-    """What a client of the time met: the KB article, the outcome, and the source of that statement."""
+    """What a client of the time met: the KB article, the outcome in words
+    and as C{delivered} (what L{HISTORICAL_CLIENT} got: True or False), and
+    the source of that statement."""
 
     kb: str
     expected: str
     source: str
+    delivered: bool
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,16 @@ class Row:
     @property
     def verdict(self) -> str:
         return "delivered" if self.delivered else "not delivered"
+
+    @property
+    def history(self) -> str:
+        """C{matches} or C{differs}: whether the client's outcome is the
+        historical one; C{no expectation} or C{not run} otherwise."""
+        if self.expectation is None:
+            return "no expectation"
+        if self.status is None and not self.delivered and self.note.startswith(("client not", "server did not")):
+            return "not run"
+        return "matches" if self.delivered == self.expectation.delivered else "differs"
 
 
 def server_targets(names: Sequence[str] | None) -> Iterable[Target]:
@@ -161,6 +189,24 @@ def fill(argument: str, values: dict[str, str]) -> str:
     return argument
 
 
+def check_placeholders(template: Sequence[str]) -> None:
+    """Refuse a C{{word}} that is no placeholder before anything runs (a
+    misspelled C{{hots}} would reach the client as it is and the row would
+    time out), with the known ones and a guess.
+
+    @raise ValueError: one line naming the unknown placeholder.
+    """
+    import difflib
+
+    for argument in template:
+        for name in _PLACEHOLDER.findall(argument):
+            if name not in PLACEHOLDERS:
+                guess = difflib.get_close_matches(name, PLACEHOLDERS, n=1)
+                hint = f" (did you mean {{{guess[0]}}}?)" if guess else ""
+                known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+                raise ValueError(f"--client: unknown placeholder {{{name}}}{hint}; known: {known}")
+
+
 def run(command: str, names: Sequence[str] | None = None, *, out: Path, timeout: float = 30.0,
         state_dir: Path | None = None, progress: TextIO | None = None) -> list[Row]:
     """Run C{command} against each row, write C{out/matrix.md}, C{out/matrix.html}
@@ -177,6 +223,7 @@ def run(command: str, names: Sequence[str] | None = None, *, out: Path, timeout:
     template = shlex.split(command)
     if not template:
         raise ValueError("the client command is empty")
+    check_placeholders(template)
     rows_for = targets(names)
     state_dir = Path(state_dir) if state_dir else default_state_dir()
     out = Path(out)
@@ -234,7 +281,10 @@ def _run_row(row: Row, state_dir: Path, cafile: Path, out: Path, timeout: float)
 
 
 def _execute(row: Row, timeout: float) -> tuple[str, str]:
-    """Run the client in its own process group; kill the group when time is up."""
+    """Run the client in its own process group, keeping at most
+    L{OUTPUT_LIMIT} bytes of each output stream (the rest is read and
+    counted, so the client never blocks on a full pipe); kill the group when
+    time is up."""
     try:
         process = subprocess.Popen(row.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, start_new_session=True)
@@ -244,17 +294,60 @@ def _execute(row: Row, timeout: float) -> tuple[str, str]:
     except PermissionError:
         row.note = f"client not executable: {row.command[0]}"
         return "", ""
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-        row.status = process.returncode
-    except subprocess.TimeoutExpired:
-        row.note = f"timed out after {timeout:g} s"
-        os.killpg(process.pid, signal.SIGKILL)
+    with process:
+        output = _BoundedOutput(process)
+        if not output.read(timeout):
+            row.note = f"timed out after {timeout:g} s"
+            os.killpg(process.pid, signal.SIGKILL)
+            output.read(_KILL_WAIT)  # a descendant that left the group may hold the pipes: bounded
         try:
-            stdout, stderr = process.communicate(timeout=_KILL_WAIT)
-        except subprocess.TimeoutExpired:  # a descendant left the group and holds the pipes
-            stdout, stderr = b"", b""
-    return stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+            status = process.wait(timeout=_KILL_WAIT)
+        except subprocess.TimeoutExpired:
+            status = None
+        if not row.note:
+            row.status = status
+    return output.text(process.stdout), output.text(process.stderr)
+
+
+class _BoundedOutput:
+    """A client's two output streams, read until they close, each kept up
+    to L{OUTPUT_LIMIT} bytes; the rest is read and counted, so the client
+    never blocks on a full pipe."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.kept = {stream: bytearray() for stream in (process.stdout, process.stderr)}
+        self.dropped = dict.fromkeys(self.kept, 0)
+        self.open = set(self.kept)
+
+    def read(self, timeout: float) -> bool:
+        """Read for at most C{timeout} seconds; True once both streams closed."""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            for stream in self.open:
+                selector.register(stream, selectors.EVENT_READ)
+            while self.open:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                for key, _ in selector.select(left):
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        self.open.discard(key.fileobj)
+                        continue
+                    kept = self.kept[key.fileobj]
+                    room = max(0, OUTPUT_LIMIT - len(kept))
+                    kept += chunk[:room]
+                    self.dropped[key.fileobj] += max(0, len(chunk) - room)
+        return True
+
+    def text(self, stream) -> str:
+        """What was kept of C{stream}, with a marked truncation."""
+        text = self.kept[stream].decode("utf-8", "replace")
+        if self.dropped[stream]:
+            text += (f"\n[emulator matrix: {self.dropped[stream]} more bytes of output not kept: "
+                     f"at most {OUTPUT_LIMIT} bytes per stream]\n")
+        return text
 
 
 def settle(server) -> None:
@@ -267,12 +360,23 @@ def settle(server) -> None:
 
 
 def _last_reply(sessions) -> str | None:
-    """The last reply the client got: from the middlebox's session when there is one."""
+    """The last reply the client saw: from the middlebox's session when
+    there is one, and never bytes that were queued inside a TLS session
+    whose handshake did not complete (an SMTPS banner the client never
+    got)."""
+    from emulator.capture.transcript import last_reply
+
     in_front = [t for t in sessions if t.middlebox]
     for transcript in reversed(in_front or sessions):
-        data = transcript.server_bytes()
-        if data:
-            return data.decode("latin-1").rstrip("\r\n").splitlines()[-1]
+        seen, established = [], False
+        for record in transcript.records:
+            if record.dir == "event" and record.event == "tls_established":
+                established = True
+            elif record.dir == "s" and not record.leg and (established or not record.tls):
+                seen.append(record.data)
+        reply = last_reply(b"".join(seen))
+        if reply:
+            return reply
     return None
 
 
@@ -284,6 +388,8 @@ def _transcript_text(row: Row, stdout: str, stderr: str, sessions) -> str:
              f"# delivered: {'yes' if row.delivered else 'no'}"]
     if expectation:
         lines.append(f"# expected (KB {expectation.kb}): {expectation.expected}")
+        lines.append(f"# history: {row.history} ({HISTORICAL_CLIENT}: "
+                     f"{'delivered' if expectation.delivered else 'not delivered'})")
     parts = ["\n".join(lines) + "\n", "\n## client stdout\n", stdout, "\n## client stderr\n", stderr]
     for transcript in sessions:
         parts += [f"\n## server session {transcript.session_id} peer {transcript.peer}\n", transcript.human()]
@@ -292,7 +398,8 @@ def _transcript_text(row: Row, stdout: str, stderr: str, sessions) -> str:
     return "".join(parts)
 
 
-_COLUMNS = ("Profile", "KB", "Expected (historical)", "Exit status", "Delivered", "Last reply", "Transcript")
+_COLUMNS = ("Profile", "KB", "Expected (historical)", "Exit status", "Delivered", "As history", "Last reply",
+            "Transcript")
 
 
 def _cells(row: Row) -> list[tuple[str, str | None]]:
@@ -306,6 +413,7 @@ def _cells(row: Row) -> list[tuple[str, str | None]]:
          None),
         (row.exit, None),
         ("yes" if row.delivered else "no", None),
+        (row.history, None),
         (row.last_reply or "", None),
         ("transcript" if link else "", link),
     ]
@@ -334,8 +442,50 @@ def html_table(rows: list[Row]) -> str:
             if link:
                 content = f'<a href="{html.escape(link)}">{content}</a>'
             cells.append(f"<td>{content}</td>")
-        body.append(f'<tr class="{"delivered" if row.delivered else "not-delivered"}">{"".join(cells)}</tr>')
+        classes = ("delivered" if row.delivered else "not-delivered") + (" differs" if row.history == "differs" else "")
+        body.append(f'<tr class="{classes}">{"".join(cells)}</tr>')
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>emulator matrix</title>\n"
             "<style>table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px;vertical-align:top}"
-            "tr.delivered td:nth-child(5){background:#dfd}tr.not-delivered td:nth-child(5){background:#fdd}</style>"
+            "tr.delivered td:nth-child(5){background:#dfd}tr.not-delivered td:nth-child(5){background:#fdd}"
+            "tr.differs td:nth-child(6){background:#fdd;font-weight:bold}</style>"
             "</head><body>\n<table>\n<tr>" + head + "</tr>\n" + "\n".join(body) + "\n</table>\n</body></html>\n")
+
+
+def summary(rows: list[Row]) -> str:
+    """One line: how many rows behaved as history, and which did not."""
+    counts = {}
+    for row in rows:
+        counts.setdefault(row.history, []).append(row.target.id)
+    parts = [f"{len(rows)} rows", f"{len(counts.get('matches', []))} as history"]
+    for label in ("differs", "not run", "no expectation"):
+        if counts.get(label):
+            parts.append(f"{len(counts[label])} {'differ' if label == 'differs' else label} "
+                         f"({', '.join(counts[label])})")
+    return ", ".join(parts)
+
+
+def junit_xml(rows: list[Row]) -> str:
+    """The rows as a JUnit XML report, one test case per persona (a row
+    that differs from history fails, one without an expectation or not run
+    is skipped), for CI systems that show test reports."""
+    from xml.etree import ElementTree as ET
+
+    suite = ET.Element("testsuite", name="emulator matrix", tests=str(len(rows)),
+                       failures=str(sum(r.history == "differs" for r in rows)),
+                       skipped=str(sum(r.history in ("no expectation", "not run") for r in rows)),
+                       time=f"{sum(r.seconds for r in rows):.3f}")
+    for row in rows:
+        case = ET.SubElement(suite, "testcase", classname="emulator.matrix", name=row.target.id,
+                             time=f"{row.seconds:.3f}")
+        expectation = row.expectation
+        if row.history == "differs":
+            want = "delivered" if expectation.delivered else "not delivered"
+            ET.SubElement(case, "failure", message=f"expected {want} (KB {expectation.kb}), got {row.verdict}; "
+                                                   f"exit {row.exit}; last reply {row.last_reply or '-'}").text = \
+                f"{expectation.expected}\nsource: {expectation.source}"
+        elif row.history in ("no expectation", "not run"):
+            ET.SubElement(case, "skipped", message=row.note or "no expectation recorded")
+        if row.transcript is not None and row.transcript.is_file():
+            ET.SubElement(case, "system-out").text = row.transcript.read_text(encoding="utf-8")
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

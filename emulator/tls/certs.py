@@ -112,8 +112,13 @@ class CertStore:
                     _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return cert_path, key_path
 
+    def has_ca(self) -> bool:
+        """Whether this state folder holds a test CA already."""
+        return (self.state_dir / "ca.pem").is_file()
+
     def export_ca(self, dest: Path) -> Path:
-        """Copy the CA certificate to C{dest} (a file, or a directory to put C{ca.pem} in)."""
+        """Copy the CA certificate to C{dest} (a file, or a directory to put
+        C{ca.pem} in), creating the CA first if there is none."""
         dest = Path(dest)
         if dest.is_dir():
             dest = dest / "ca.pem"

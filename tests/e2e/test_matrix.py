@@ -47,19 +47,24 @@ def table_rows(markdown: str) -> dict[str, list[str]]:
 
 
 def test_markdown_table_has_one_row_per_persona_with_what_happened(smtplib_run):
-    """Each row: profile, KB, the expected outcome with its source, exit status, delivered, last reply, link."""
+    """Each row: profile, KB, the expected outcome with its source, exit status, delivered, whether that is
+    what a client of the time got, the last reply the client saw, link."""
     _, out, _ = smtplib_run
     text = (out / "matrix.md").read_text()
-    assert text.splitlines()[0] == "| Profile | KB | Expected (historical) | Exit status | Delivered | Last reply | Transcript |"
+    assert text.splitlines()[0] == ("| Profile | KB | Expected (historical) | Exit status | Delivered | As history "
+                                    "| Last reply | Transcript |")
     rows = table_rows(text)
     assert list(rows) == ["ims55sp4", "ims55sp2", "netscape-ms"]
     assert rows["ims55sp4"][1:2] + rows["ims55sp4"][3:] == [
-        "Q237327", "0", "yes", "221 closing connection", "[transcript](transcripts/ims55sp4.txt)"]
+        "Q237327", "0", "yes", "matches", "221 closing connection", "[transcript](transcripts/ims55sp4.txt)"]
     # smtplib gives up when STARTTLS, which SP2 lists without a certificate, is answered 554
-    assert rows["ims55sp2"][3:6] == ["1", "no", "554 Unable to initialize security subsystem"]
+    # (a client of the time went on in plaintext and delivered: the row differs from history)
+    assert rows["ims55sp2"][3:7] == ["1", "no", "differs", "554 Unable to initialize security subsystem"]
     assert "source: KB Q237327, SYMPTOMS" in rows["ims55sp2"][2]
     # smtplib checks the certificate against the host it dialled, 127.0.0.1, as pre-SP4 IMS did (Q273948)
-    assert rows["netscape-ms"][1] == "Q218430" and rows["netscape-ms"][3:5] == ["1", "no"]
+    assert rows["netscape-ms"][1] == "Q218430" and rows["netscape-ms"][3:6] == ["1", "no", "differs"]
+    # the handshake failed, so the client never saw the banner queued inside TLS: no last reply
+    assert rows["netscape-ms"][6] == ""
 
 
 def test_html_table_matches(smtplib_run):
@@ -197,3 +202,63 @@ def test_swaks_through_the_matrix(tmp_path, state_dir):
     (row,) = matrix.run(command, ["ims55sp2"], out=tmp_path, state_dir=state_dir, progress=None)
     assert (row.status, row.delivered) == (0, True)
     assert "<- 554 Unable to initialize security subsystem" in (tmp_path / "transcripts" / "ims55sp2.txt").read_text()
+
+
+def test_every_expectation_says_whether_a_client_of_the_time_delivered():
+    """The matrix data gives each persona's historical outcome as a boolean, which the As history column
+    compares with the row."""
+    for name, entry in matrix.expectations().items():
+        assert entry.delivered in (True, False), name
+
+
+@pytest.mark.parametrize("client, message", [
+    ("swaks --server {hots}:{port}",
+     "emulator matrix: --client: unknown placeholder {hots} (did you mean {host}?); known: {host}, {port}, "
+     "{cafile}, {mode}, {hostname}"),
+    ("client {x}", "emulator matrix: --client: unknown placeholder {x}; known: {host}, {port}, {cafile}, {mode}, "
+                   "{hostname}"),
+])
+def test_an_unknown_placeholder_is_refused_before_anything_runs(tmp_path, client, message):
+    """A misspelled placeholder is one line, exit 2, and no row runs (it would have timed out)."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "emulator.cli", "matrix", "--client", client, "--out",
+                             str(tmp_path / "out"), "--profiles", "ims55sp4"], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", message + "\n")
+    assert not (tmp_path / "out" / "matrix.md").exists()
+
+
+def test_client_output_is_kept_up_to_a_limit(tmp_path, state_dir, monkeypatch):
+    """A client that writes without end (stuck at a prompt) has at most OUTPUT_LIMIT bytes of each stream
+    kept, with a marked truncation, and is still killed at its timeout."""
+    monkeypatch.setattr(matrix, "OUTPUT_LIMIT", 1000)
+    flood = f"{shlex.quote(sys.executable)} -c " + shlex.quote(
+        "import sys\nfor _ in range(20000): sys.stdout.write('prompt> ' * 16 + '\\n')\nsys.stdout.flush()\n"
+        "import time; time.sleep(60)")
+    (row,) = matrix.run(flood, ["ims55sp4"], out=tmp_path, timeout=2, state_dir=state_dir)
+    text = row.transcript.read_text()
+    assert row.note == "timed out after 2 s"
+    assert "\n[emulator matrix: 2579000 more bytes of output not kept: at most 1000 bytes per stream]\n" in text
+    assert len(text) < 10_000
+
+
+def test_cli_gates_on_rows_that_differ_and_writes_junit_xml(tmp_path, state_dir, capsys):
+    """A row whose outcome is not the historical one makes the command exit 1, with a summary line naming
+    it, and the JUnit report fails that persona's test case; a matching row passes."""
+    from xml.etree import ElementTree as ET
+
+    report = tmp_path / "matrix.xml"
+    status = cli.main(["matrix", "--client", SMTPLIB_CLIENT, "--profiles", "ims55sp4,ims55sp2", "--out",
+                       str(tmp_path), "--state-dir", str(state_dir), "--junit-xml", str(report)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "emulator matrix: 2 rows, 1 as history, 1 differ (ims55sp2)\n" in err
+    suite = ET.parse(report).getroot()
+    assert (suite.tag, suite.get("tests"), suite.get("failures")) == ("testsuite", "2", "1")
+    cases = {case.get("name"): case for case in suite}
+    assert cases["ims55sp4"].find("failure") is None
+    failure = cases["ims55sp2"].find("failure")
+    assert failure.get("message") == ("expected delivered (KB Q237327), got not delivered; exit 1; "
+                                      "last reply 554 Unable to initialize security subsystem")
+    assert "-> STARTTLS" in cases["ims55sp2"].find("system-out").text

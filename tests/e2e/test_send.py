@@ -170,6 +170,15 @@ def test_send_exit_1_when_not_delivered(closed_port, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--persona", "nosuch", "--to", "127.0.0.1:25"], "no persona of that name"),
     (["--persona", "ims55sp4", "--to", "127.0.0.1:25"], "a server profile cannot be a base"),
+])
+def test_send_unknown_persona_exits_1(capsys, argv, message):
+    """An unknown or unusable persona is one line and exit 1, as an unknown profile is for every command."""
+    status, out, err = run(capsys, "send", *argv)
+    assert status == 1 and out == ""
+    assert err.startswith("emulator send: ") and message in err
+
+
+@pytest.mark.parametrize("argv, message", [
     (["--persona", "outlook98", "--to", "127.0.0.1:http"], "the port must be a number"),
     (["--persona", "outlook98", "--to", "127.0.0.1:25", "--user", "tester"], "--user and --password go together"),
     (["--persona", "outlook98", "--to", "127.0.0.1:25", "--cafile", "/nonexistent.pem"], "no such file"),
