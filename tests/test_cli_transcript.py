@@ -158,3 +158,14 @@ def test_follow_needs_one_folder(tmp_path):
     status, _, err = emulator("transcript", str(path), "--follow", "--seconds", "1")
     assert status == 1
     assert err == "emulator transcript: --follow takes one folder (a server's --transcripts)\n"
+
+
+def test_an_event_that_names_a_session_is_no_header(tmp_path):
+    """Only a row without a time begins a session: an event with a "session" field (the learn probe writes
+    one) stays a record of the session it is in."""
+    from emulator.capture.transcript import read_sessions
+
+    text = session("s1").replace('\n', '\n{"t": 0.0, "event": "probe", "session": "helo"}\n', 1)
+    (found,), notes = read_sessions(text)
+    assert notes == [] and found.session_id == "s1"
+    assert [r.fields for r in found.events("probe")] == [{"session": "helo"}]

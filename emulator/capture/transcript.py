@@ -171,7 +171,7 @@ def read_sessions(text: str) -> tuple[list[Transcript], list[str]]:
     """Every session in a JSON-lines text, and notes on what was skipped.
 
     A text holds one session or several in a row: each header object
-    (the one with a C{"session"} key) begins the next.  A last line that
+    (one with a C{"session"} key and no C{"t"}) begins the next.  A last line that
     is not valid JSON is a record torn by a crash while it was written: it
     is skipped and noted, and the sessions before it stand.  Anything else
     that is not a transcript raises L{TranscriptError} naming the line.
@@ -192,7 +192,7 @@ def read_sessions(text: str) -> tuple[list[Transcript], list[str]]:
         if not isinstance(row, dict):
             raise TranscriptError(f"line {number}: not a transcript record (not a JSON object)")
         try:
-            if "session" in row:
+            if "t" not in row and "session" in row:  # records all have a time; an event may name a session
                 sessions.append(Transcript.from_header(row))
             elif not sessions:
                 raise TranscriptError(f"line {number}: a record before any session header")
