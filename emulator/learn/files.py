@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from emulator.capture.files import write_atomically
-from emulator.capture.transcript import Transcript
+from emulator.capture.transcript import Transcript, TranscriptError
 
 
 def transcript_paths(paths: list[str | Path]) -> list[Path]:
@@ -32,7 +31,7 @@ def read_transcript(path: Path) -> Transcript:
         return Transcript.from_jsonl(path.read_text(encoding="ascii"))
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read: {e}") from None
-    except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as e:
+    except TranscriptError as e:
         raise ValueError(f"{path}: not a transcript (JSON lines with a header): {e}") from None
 
 
