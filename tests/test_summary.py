@@ -35,6 +35,7 @@ def test_a_delivery_ended_by_quit():
     assert row["last_reply"] == "221 closing connection"
     assert row["tls"] is None and row["auth"] is None and row["faults"] == []
     assert row["persona"] == "ims55sp4" and row["middlebox"] is None and row["open"] is False
+    assert row["seed"] == 0  # the Harness's default, as its transcript's header records it
 
 
 def test_quit_without_a_message_and_a_client_that_hangs_up():

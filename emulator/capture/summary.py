@@ -39,7 +39,7 @@ def summarize(transcript: Transcript, *, open: bool = False, upstream: Transcrip
     return {
         "session": transcript.session_id, "profile": transcript.profile, "persona": persona,
         "middlebox": transcript.middlebox or None, "upstream": transcript.upstream or None,
-        "peer": transcript.peer, "listener": transcript.listener, "started": transcript.started,
+        "peer": transcript.peer, "listener": transcript.listener, "started": transcript.started, "seed": transcript.seed,
         "open": open, "records": len(transcript.records), "messages": messages,
         "tls": None if tls is None else {k: tls.get(k) for k in ("version", "cipher", "bits", "sni")},
         "auth": None if auth is None else {"user": auth.get("user"), "mechanism": auth.get("mechanism"),

@@ -20,9 +20,10 @@ a call per record would cost every session, watched or not); with no
 console connected, nothing runs at all.
 
 Events: C{snapshot} first (everything), then C{update} (only what
-changed); both are JSON objects with the keys of L{Feed.snapshot}, an
-C{update} having only those that changed, plus C{removed} (the ids of
-sessions forgotten by a reset).
+changed).  Both are JSON objects: C{sessions} (summaries, as C{GET
+/sessions} has them), the keys of L{Feed.state}, and C{matrix} (the report's
+link, in the snapshot); an C{update} has only the keys that changed, and
+C{removed} (the ids of sessions forgotten by a reset).
 """
 
 from __future__ import annotations
@@ -69,16 +70,12 @@ class Feed:
         self.consoles.append(console)
         request.notifyFinish().addBoth(lambda _: self._gone(console))
         request.write(b"retry: 2000\n\n")
-        self._send(console, "snapshot", self._changes(console, self._fingerprints(), full=True))
+        self._send(console, "snapshot", self._changes(console, self._fingerprints(), {}, full=True))
         if self._loop is None:
             self._loop = task.LoopingCall(self.tick)
             self._loop.clock = self.control.reactor
             self._loop.start(TICK, now=False)
         return server.NOT_DONE_YET
-
-    def snapshot(self) -> dict:
-        """Everything a console shows, as the C{snapshot} event has it."""
-        return {"sessions": self.control.summaries(), **self.state(), **self.extra()}
 
     def state(self) -> dict:
         """The listeners, faults, messages and error count (all cheap to read)."""
@@ -91,10 +88,10 @@ class Feed:
 
     def tick(self) -> None:
         """Send each console what changed since its last event."""
-        prints = self._fingerprints()
+        prints, summaries = self._fingerprints(), {}
         now = self.control.reactor.seconds()
         for console in list(self.consoles):
-            changes = self._changes(console, prints)
+            changes = self._changes(console, prints, summaries)
             if changes:
                 self._send(console, "update", changes)
             elif now - console.written >= KEEPALIVE:
@@ -114,14 +111,19 @@ class Feed:
         sessions = {t.session_id: (len(t.records), t.session_id in store.open, t) for t in store.all()}
         return sessions, self.state()
 
-    def _changes(self, console: _Console, prints: tuple[dict, dict], full: bool = False) -> dict:
+    def _changes(self, console: _Console, prints: tuple[dict, dict], summaries: dict, full: bool = False) -> dict:
+        """What C{console} was not sent yet; C{summaries} keeps the sessions
+        summarized in this tick, for the next console."""
         sessions, state = prints
         changed = [t for id, (count, open, t) in sessions.items() if console.sessions.get(id) != (count, open)]
         removed = [id for id in console.sessions if id not in sessions]
         console.sessions = {id: (count, open) for id, (count, open, _) in sessions.items()}
         changes = {}
+        missing = [t for t in changed if t.session_id not in summaries]
+        if missing:
+            summaries.update((row["session"], row) for row in self.control.summaries(missing))
         if changed or full:
-            changes["sessions"] = self.control.summaries(changed)
+            changes["sessions"] = [summaries[t.session_id] for t in changed]
         if removed:
             changes["removed"] = removed
         changes.update({key: value for key, value in state.items() if full or console.state.get(key) != value})

@@ -202,18 +202,19 @@ function sessionRow(summary, now) {
   const persona = [summary.persona];
   if (summary.behind) persona.push(h("span", {class: "sub"}, " behind a middlebox"));
   return h("tr", {class: `outcome-${outcome}${fresh ? " fresh" : ""}`, "data-session": summary.session},
-    h("td", {}, h("a", {href: sessionHref(summary.session), "data-session": summary.session,
+    h("td", {class: "first"}, h("a", {href: sessionHref(summary.session), "data-session": summary.session,
       title: `${summary.session} — ${when(summary.started)}`}, clock(summary.started))),
-    h("td", {class: "wide", title: summary.listener}, listenerName(summary.listener)),
-    h("td", {}, persona),
-    h("td", {class: "wide mono"}, summary.peer),
-    h("td", {class: "tls", title: summary.tls ? `${tlsText(summary.tls)} (${summary.tls.bits} bits)` : "no TLS"},
+    h("td", {class: "wide", title: summary.listener, "data-label": "listener"}, listenerName(summary.listener)),
+    h("td", {class: "second"}, persona),
+    h("td", {class: "mono", "data-label": "peer"}, summary.peer),
+    h("td", {class: "tls line", "data-label": "TLS",
+      title: summary.tls ? `${tlsText(summary.tls)} (${summary.tls.bits} bits)` : "no TLS"},
       summary.tls ? [summary.tls.version, h("span", {class: "sub"}, summary.tls.cipher),
         summary.tls.sni ? h("span", {class: "sub"}, `SNI ${summary.tls.sni}`) : null] : ""),
-    h("td", {}, authText(summary.auth)),
-    h("td", {class: "num"}, String(summary.messages)),
-    h("td", {class: "mono reply"}, summary.last_reply || ""),
-    h("td", {}, h("span", {class: `badge ${outcome}`, title: summary.outcome}, summary.ended)));
+    h("td", {class: "line", "data-label": "auth"}, authText(summary.auth)),
+    h("td", {class: "num", "data-label": "messages"}, String(summary.messages)),
+    h("td", {class: "mono reply line", "data-label": "last reply"}, summary.last_reply || ""),
+    h("td", {class: "end"}, h("span", {class: `badge ${outcome}`, title: summary.outcome}, summary.ended)));
 }
 
 function renderSessions() {
@@ -270,6 +271,8 @@ function renderSession(session, lines) {
   fact(facts, "Messages", String(session.messages),
     ...names.map((name) => [" ", h("a", {href: messageHref(name)}, name)]));
   if (session.faults.length) fact(facts, "Faults fired", session.faults.join(", "));
+  if (session.seed !== null && session.seed !== undefined) fact(facts, "Seed", h("code", {}, String(session.seed)),
+    " (of the faults' dice: --seed replays them)");
   if (session.middlebox) {
     const upstream = state.sessions.has(session.upstream) ?
       h("a", {href: sessionHref(session.upstream)}, session.upstream) : session.upstream || "none";
@@ -333,10 +336,12 @@ async function showMessages() {
   }
   if (state.view !== "messages") return;
   const rows = envelopes.reverse().map((m) => h("tr", {},
-    h("td", {}, h("a", {href: messageHref(m.name), "data-message": m.name, title: m.name}, clock(receivedAt(m.name)))),
-    h("td", {class: "mono"}, m.sender), h("td", {class: "mono"}, m.recipients.join(", ")),
-    h("td", {class: "num"}, String(m.size)), h("td", {}, m.profile),
-    h("td", {class: "wide"}, h("a", {href: sessionHref(m.session_id)}, m.session_id))));
+    h("td", {class: "first"}, h("a", {href: messageHref(m.name), "data-message": m.name, title: m.name},
+      clock(receivedAt(m.name)))),
+    h("td", {class: "mono line", "data-label": "from"}, m.sender),
+    h("td", {class: "mono line", "data-label": "to"}, m.recipients.join(", ")),
+    h("td", {class: "num", "data-label": "bytes"}, String(m.size)), h("td", {class: "second"}, m.profile),
+    h("td", {"data-label": "session"}, h("a", {href: sessionHref(m.session_id)}, m.session_id))));
   $("messages").tBodies[0].replaceChildren(...rows);
   $("messages-empty").hidden = rows.length > 0;
   $("messages-empty").textContent = "No messages accepted yet.";
@@ -415,11 +420,12 @@ function listenerRow(listener, profiles) {
     }
   }}, select, h("button", {type: "submit"}, "Switch"), error);
   return h("tr", {"data-listener": listener.id},
-    h("th", {scope: "row"}, listener.id),
-    h("td", {class: "mono"}, listener.endpoint + (listener.implicit_tls ? " (implicit TLS)" : "")),
-    h("td", {class: "serves"}, listener.serves),
-    h("td", {class: "num open"}, String(listener.open_connections)),
-    h("td", {}, form));
+    h("th", {scope: "row", class: "first"}, listener.id),
+    h("td", {class: "mono line", "data-label": "endpoint"},
+      listener.endpoint + (listener.implicit_tls ? " (implicit TLS)" : "")),
+    h("td", {class: "serves second"}, listener.serves),
+    h("td", {class: "num open", "data-label": "open connections"}, String(listener.open_connections)),
+    h("td", {class: "line"}, form));
 }
 
 function renderControl() {
