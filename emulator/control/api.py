@@ -19,9 +19,9 @@ twisted.web, for test suites in any language.
 
 Routes are the table L{ROUTES}; C{emulator/control/openapi.json} documents
 each (a test keeps the two equal).  Beside them: the console's files
-(C{/console/NAME}, package data) and, with C{--matrix-report DIR}, that
-folder under C{/matrix/}.  Errors are JSON C{{"error": code, "message":
-text}} with a 4xx/5xx status.
+(C{/console/NAME}, package data), an empty C{/favicon.ico} (204) and, with
+C{--matrix-report DIR}, that folder under C{/matrix/}.  Errors are JSON
+C{{"error": code, "message": text}} with a 4xx/5xx status.
 
 The API can read captured mail, so: requests from other web pages (an
 C{Origin} header other than this server's own: the console's requests
@@ -372,6 +372,9 @@ class API(resource.Resource):
             self._check_token(request)
             if method == "GET" and len(segments) == 2 and segments[0] == "console" and segments[1] in CONSOLE_FILES:
                 return self._body(request, console_file(segments[1]))
+            if method == "GET" and segments == ["favicon.ico"]:  # browsers ask on every page (the matrix report's)
+                request.setResponseCode(204)
+                return b""
             if method == "GET" and segments[0] == "matrix" and self.matrix:
                 return self._matrix(request, segments[1:])
             allowed = []

@@ -59,6 +59,7 @@ def test_the_root_is_the_console_for_browsers(console_server):
         assert data == resources.files("emulator.control").joinpath("console", name).read_bytes()
     status, error = get_json(served.url + "/console/nosuch.js")
     assert status == 404 and error["error"] == "not_found"
+    assert call(served.url + "/favicon.ico")[::2] == (204, b"")  # no failed load in the browser's console
 
 
 def test_sessions_are_summarized_and_downloadable(console_server):

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import smtplib
+import socket
 import ssl
 import urllib.request
 from pathlib import Path
@@ -175,7 +176,8 @@ def test_a_session_appears_live_and_opens_with_its_lines(page):
 
 def test_switching_the_persona_and_adding_faults(page):
     """With the keyboard only: the persona switched on Control is the next session's; a fault with a typo shows
-    the server's one-line error and is not added; a correct one is listed and fires on the next session."""
+    the server's one-line error and is not added; a correct one is listed and fires on the next session; the
+    faults are cleared, and a reset empties the list."""
     console = page()
     port = console.served.ports[0]
     console.driver.get(console.served.url + "/#/control")
@@ -204,11 +206,53 @@ def test_switching_the_persona_and_adding_faults(page):
     faulted, switched = console.rows()
     assert switched["Persona"] == "ims55sp2" and switched["Ended"] == "QUIT"
     assert faulted["Ended"] == "fault: disconnect" and faulted["Last reply"].startswith("421 ")
-    assert console.no_reload()
+    console.driver.get(console.served.url + "/#/control")
+    console.until(lambda d: console.text("faults") == "rcpt:disconnect", "the control view")
+    console.driver.find_element(By.ID, "faults-clear").send_keys(Keys.ENTER)
+    console.until(lambda d: console.text("faults") == "none", "the faults cleared")
+    assert console.served.control.fault_specs == []
+    console.driver.find_element(By.CSS_SELECTOR, "#reset-form button").send_keys(Keys.ENTER)
+    console.until(lambda d: console.text("reset-result").startswith("reset at"), "the reset")
+    console.driver.find_element(By.ID, "nav-sessions").send_keys(Keys.ENTER)
+    console.until(lambda d: console.rows() == [] and d.find_element(By.ID, "sessions-empty").is_displayed(),
+                  "the sessions forgotten")
     errors = console.errors()  # the refused fault's 400 is the only failed request
     assert [e["message"].split(" - ", 1)[1] for e in errors] == [
         "Failed to load resource: the server responded with a status of 400 (Bad Request)"]
     assert all(e["source"] == "network" and e["message"].startswith(console.served.url + "/faults") for e in errors)
+
+
+def test_an_open_session_grows_live(page):
+    """A session still open shows as open and, opened, gains its lines as the client sends them; when the client
+    goes, it shows how it ended, all without a reload."""
+    console = page()
+    with socket.create_connection(("127.0.0.1", console.served.ports[0]), timeout=10) as client:
+        client.recv(200)
+        console.until(lambda d: [r["Ended"] for r in console.rows()] == ["open"], "the open session")
+        console.keys("j", Keys.ENTER)
+        console.until(lambda d: console.transcript_lines()[-1:] == [
+            "<- 220 mail.example.test ESMTP Server (Microsoft Exchange Internet Mail Service 5.5.2653.13) ready"],
+            "the greeting")
+        client.sendall(b"HELO watcher.example\r\n")
+        client.recv(200)
+        console.until(lambda d: console.transcript_lines()[-2:] == ["-> HELO watcher.example", "<- 250 OK"],
+                      "the HELO and its reply")
+    console.until(lambda d: "client hung up" in console.text("session-facts"), "the end")
+    assert console.no_reload() and console.errors() == []
+
+
+def test_the_matrix_report_opens_from_the_console(page, tmp_path):
+    """With a matrix report folder, the header links it and the link opens its matrix.html."""
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "matrix.html").write_text("<!doctype html><title>matrix</title><h1>Conformance matrix</h1>")
+    console = page(matrix=report)
+    link = console.until(lambda d: d.find_element(By.ID, "nav-matrix") if d.find_element(
+        By.ID, "nav-matrix").is_displayed() else None, "the matrix link")
+    link.send_keys(Keys.ENTER)
+    console.until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Conformance matrix", "the report")
+    assert console.driver.current_url == console.served.url + "/matrix/"
+    assert console.errors() == []
 
 
 def test_filters_messages_and_the_escapes_agree_with_the_server(page):
