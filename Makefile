@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine (Python 3.11 and make):
-#   make run    create .venv, install, start the default profile on 127.0.0.1:2525
+#   make run    create .venv, install, start the default profile on 127.0.0.1:2525,
+#               with the web console and control API on http://127.0.0.1:8025/
 #   make test   create .venv, install, run the whole suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,6 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= ims55sp4
 LISTEN ?= tcp:2525:interface=127.0.0.1
+API ?= tcp:8025:interface=127.0.0.1
 STATE ?= var
 
 .PHONY: install compile run test bench fuzz soak clean
@@ -28,7 +30,7 @@ compile: install
 	$(BIN)/python -m compileall -q emulator twisted/plugins
 
 run: compile
-	$(BIN)/twistd --nodaemon --pidfile= emulator --profile $(PROFILE) --listen $(LISTEN) \
+	$(BIN)/twistd --nodaemon --pidfile= emulator --profile $(PROFILE) --listen $(LISTEN) --api $(API) \
 		--maildir $(STATE)/maildir --transcripts $(STATE)/transcripts --state-dir $(STATE)/state
 
 test: install

@@ -91,7 +91,8 @@ def read_lines_until(stream, count, pattern, deadline):
 @pytest.mark.e2e
 def test_serve_says_where_it_listens_on_port_zero(tmp_path):
     """emulator serve --listen tcp:0 --api tcp:0 prints its progress and one "listening on" line per
-    listener on stderr, from which a suite in any language reads the ports, then serves SMTP and the API."""
+    listener on stderr (the API's with the console's address), from which a suite in any language reads the
+    ports, then serves SMTP and the API."""
     proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", "serve", "--listen", "tcp:0", "--api", "tcp:0",
                              "--state-dir", str(tmp_path / "state")],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -101,8 +102,8 @@ def test_serve_says_where_it_listens_on_port_zero(tmp_path):
         smtp_line, api_line = [line for line in lines if line.startswith("emulator: listening on ")]
         smtp = int(re.fullmatch(r"emulator: listening on 127\.0\.0\.1:(\d+) \(tcp:0:interface=127\.0\.0\.1\), "
                                 r"profile ims55sp4", smtp_line).group(1))
-        url = re.fullmatch(r"emulator: listening on 127\.0\.0\.1:\d+ \(control API: (http://127\.0\.0\.1:\d+/)\)",
-                           api_line).group(1)
+        url = re.fullmatch(r"emulator: listening on 127\.0\.0\.1:(\d+) \(control API\); "
+                           r"console at (http://127\.0\.0\.1:\1/)", api_line).group(2)
         with urllib.request.urlopen(url + "health", timeout=10) as response:
             assert json.loads(response.read())["status"] == "ok"
         with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as client:

@@ -21,6 +21,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import Factory
 
 from emulator.auth import mechanisms as auth
+from emulator.capture.summary import summarize
 
 from emulator.profiles import loader as profiles
 from emulator.quirks import spec as faults
@@ -248,6 +249,21 @@ class Control:
 
     def sessions(self) -> list:
         return sorted(self.base.transcripts.all(), key=lambda t: t.session_id)
+
+    def summaries(self, transcripts=None) -> list[dict]:
+        """The summaries (L{emulator.capture.summary}) of C{transcripts}
+        (default: every session, oldest first); a session behind a
+        middlebox names the middlebox's session as C{behind}, and the
+        middlebox's session counts the messages the server behind accepted."""
+        store = self.base.transcripts
+        behind = {t.upstream: t.session_id for t in store.all() if t.middlebox and t.upstream}
+        rows = []
+        for transcript in self.sessions() if transcripts is None else transcripts:
+            upstream = store.get(transcript.upstream) if transcript.middlebox and transcript.upstream else None
+            row = summarize(transcript, open=transcript.session_id in store.open, upstream=upstream)
+            row["behind"] = behind.get(transcript.session_id)
+            rows.append(row)
+        return rows
 
     def session(self, session_id: str):
         return self.base.transcripts.get(session_id)

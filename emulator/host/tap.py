@@ -62,7 +62,9 @@ class Options(usage.Options):
         ["state-dir", None, None, "Folder for generated certificates and the test CA (default: $XDG_STATE_HOME/legacy-smtp-emulator)."],
         ["middlebox", None, None, "Firewall in front of the server: a type (pix-mailguard, starttls-intercept, starttls-strip) or a YAML file with type and attributes (default: the profile's middlebox: section, if any)."],
         ["upstream", None, None, "Proxy mode: a real SMTP server behind --middlebox, as a Twisted client endpoint (e.g. tcp:127.0.0.1:25); --profile is then not served."],
-        ["api", None, None, "Endpoint of the HTTP control API, e.g. tcp:8025 (127.0.0.1 unless an interface is named; default: no API)."],
+        ["api", None, None, "Endpoint of the HTTP control API and web console, e.g. tcp:8025 (127.0.0.1 unless an interface is named; default: none)."],
+        ["api-token", None, None, "Token every request to the API and console must bring (default: none on loopback; made up and printed when --api listens beyond it)."],
+        ["matrix-report", None, None, "Folder of an `emulator matrix --out` run, served under /matrix/ and linked from the console."],
         ["seed", None, None, "Seed of the faults' dice (default: the profile's seed:, else random); transcripts record it.", int],
     ]
     optFlags = [
@@ -108,6 +110,11 @@ class Options(usage.Options):
             raise usage.UsageError("--listen/--listen-tls name the same endpoint twice")
         if self["api"]:
             self["api"] = loopback_default(self["api"])
+        for option in ("api-token", "matrix-report"):  # the web console's (emulator.control.api)
+            if self[option] is not None and not self["api"]:
+                raise usage.UsageError(f"--{option} needs --api")
+        if self["api-token"] is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{8,}", self["api-token"]):
+            raise usage.UsageError("--api-token: 8 or more letters, digits or ._~- (it goes in URLs and cookies)")
         for description in every + ([self["api"]] if self["api"] else []):
             try:
                 # Parsing needs no reactor: endpoint constructors only store it.
@@ -211,5 +218,6 @@ def makeService(options: Options) -> service.MultiService:
     if options["api"]:
         from emulator.control.api import APIService
 
-        APIService(endpoints.serverFromString(reactor, options["api"]), control).setServiceParent(top)
+        APIService(endpoints.serverFromString(reactor, options["api"]), control, token=options["api-token"],
+                   matrix=options["matrix-report"]).setServiceParent(top)
     return top

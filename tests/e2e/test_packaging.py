@@ -22,11 +22,13 @@ def wheel(tmp_path_factory):
 
 
 def test_wheel_contents(wheel):
-    """The wheel has the package, the profiles as package data and the dropin, and no twisted/__init__.py."""
+    """The wheel has the package, the profiles and the web console as package data and the dropin, and no
+    twisted/__init__.py."""
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "twisted/plugins/emulator_plugin.py" in names
     assert "emulator/profiles/shipped/ims55sp4.yaml" in names and "emulator/profiles/shipped/exchange55.yaml" in names
     assert "emulator/core/connection.py" in names
+    assert {f"emulator/control/console/{name}" for name in ("index.html", "console.js", "console.css")} <= names
     assert "emulator/sender/matrix.yaml" in names and "emulator/profiles/shipped/outlook98.yaml" in names
     assert "twisted/__init__.py" not in names and "twisted/plugins/__init__.py" not in names
     assert not any(n.endswith("dropin.cache") for n in names)
