@@ -1,4 +1,4 @@
-"""Transcript tests of AUTH and XAUTH (emulator/auth.py): exact bytes in, exact bytes out, and the auth events."""
+"""Transcript tests of AUTH and XAUTH (emulator/auth): exact bytes in, exact bytes out, and the auth events."""
 
 import base64
 import textwrap
@@ -70,7 +70,7 @@ def seeded(tmp_path):
 
 def test_ehlo_advertises_auth_login_and_xauth():
     """Post-fix 5.5 lists Q262945's AUTH LOGIN and AUTH=LOGIN, then XAUTH (KB Q195201); SP2, which
-    advertises STARTTLS without a certificate (Q237327), lists it after them (legacy-behaviour 6.2)."""
+    advertises STARTTLS without a certificate (Q237327), lists it after them (docs/sources.md §2.3)."""
     h = Harness("ims55sp4")
     h.connect()
     assert h.send(b"EHLO client.example\r\n") == EHLO_55

@@ -17,7 +17,7 @@ from emulator.quirks.spec import FaultError, attributes, catalogue, parse, types
 from emulator.host.protocol import EventLog
 from emulator.quirks.faults import Fault
 
-README = Path(__file__).parent.parent / "README.md"
+FAULTS_PAGE = Path(__file__).parent.parent / "docs" / "quirks-and-faults.md"
 
 
 class _Sink:
@@ -234,7 +234,7 @@ def test_twistd_refuses_faults_in_proxy_mode(tmp_path):
                                 "--upstream", "tcp:127.0.0.1:25", "--state-dir", str(tmp_path)])
 
 
-# -- `emulator faults` and the README ----------------------------------------------------
+# -- `emulator faults` and the docs ------------------------------------------------------
 
 
 def test_emulator_faults_lists_every_type_and_attribute(capsys):
@@ -257,16 +257,16 @@ def test_every_fault_names_its_source():
         assert "Source:" in cls.__doc__, name
 
 
-def test_readme_documents_every_fault_type_and_attribute():
-    """The README's Faults section has a heading per type listing each attribute."""
-    text = README.read_text()
+def test_docs_document_every_fault_type_and_attribute():
+    """The Faults section of docs/quirks-and-faults.md has a heading per type listing each attribute."""
+    text = FAULTS_PAGE.read_text()
     section = text[text.index("\n## Faults"):]
     section = section[:section.index("\n## ", 1)]
     for name, cls in types().items():
         heading = section.index(f"\n### `{name}`")
         body = section[heading:section.find("\n### ", heading + 1)]
         for attribute, _, _ in attributes(cls):
-            assert f"- `{attribute}`" in body, f"README: {name}.{attribute}"
+            assert f"- `{attribute}`" in body, f"{FAULTS_PAGE.name}: {name}.{attribute}"
     for attribute, _, _ in attributes(Fault):
         assert f"- `{attribute}`" in section
 

@@ -153,17 +153,19 @@ def test_transcript_command_names_middlebox_and_upstream(tmp_path, capsys):
         "<= 220 mail.example.test ready", "<- 220 ****.*******.**** *****", "-> EHLO c", "=> XXXX c"]
 
 
-def test_help_and_readme_document_the_middlebox_options_and_types():
-    """twistd emulator --help lists --middlebox and --upstream, and the
-    README has a heading for every registered middlebox type and a row for
+def test_help_and_docs_document_the_middlebox_options_and_types():
+    """twistd emulator --help lists --middlebox and --upstream, docs/middleboxes.md
+    has a heading for every registered middlebox type, and the README a row for
     every shipped composition profile."""
     from pathlib import Path
 
     text = str(Options())
     assert "--middlebox=" in text and "--upstream=" in text
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    root = Path(__file__).parent.parent
+    page = (root / "docs" / "middleboxes.md").read_text()
+    readme = (root / "README.md").read_text()
     for name in middlebox.types_():
-        assert f"### `{name}`" in readme
+        assert f"\n## `{name}`\n" in page
     for name in profiles.names():
         if profiles.load(name).sections["middlebox"] is not None:
             assert f"| `{name}` |" in readme

@@ -76,6 +76,6 @@ def test_55_sender_gets_500_from_50():
     ("ims55sp4", b"235 ntlm authentication successful\r\n", b"235 ntlm authentication successful\r\n"),
 ])
 def test_q195201_matrix(profile, from_50, from_55):
-    """The README's matrix: each server's last reply to a 5.0 sender and to a 5.5 sender."""
+    """The table of docs/authentication.md: each server's last reply to a 5.0 sender and to a 5.5 sender."""
     assert exchange50_sender(Harness(profile)) == from_50
     assert exchange55_sender(Harness(profile)) == from_55

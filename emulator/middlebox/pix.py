@@ -21,7 +21,7 @@ class PIXMailguard(Middlebox):
       the SMTP banner to asterisks. The exceptions to this are the "2"
       character, the "0" character ..."; PIX 5.1 and later), KB Q295725's
       IMS log (C{220 *********0****...}), nmap's C{^220 \\*{10,40}\\r\\n}
-      ("Cisco PIX sanatized smtpd"); legacy-behaviour.md section 3.1.  The
+      ("Cisco PIX sanatized smtpd"); docs/sources.md §8.1.  The
       result passes Postfix's PIX test (smtp_proto.c, smtp_helo():
       C{resp->str[strspn(resp->str, "20 *\\t\\n")] == 0}) for a one-line
       banner; a multi-line banner keeps its C{220-} and so does not [P].

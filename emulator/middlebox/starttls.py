@@ -19,8 +19,8 @@ class StartTLSIntercept(Middlebox):
     client to use encryption, even though the server is not configured to
     support it. As a result, the client is unable to send messages across
     the connection. This behavior is known to occur with the Cisco PIX
-    Firewall and Secure Computing Sidewinder"; legacy-behaviour.md 3.4 and
-    6.2.  The firewall's own reply text is unsourced [P].  After the reply
+    Firewall and Secure Computing Sidewinder"; docs/sources.md §8.5 and
+    §2.3.  The firewall's own reply text is unsourced [P].  After the reply
     the relay passes bytes unexamined both ways: the server reads the
     ClientHello as command bytes, and its plaintext reply breaks the
     client's handshake.
@@ -53,7 +53,7 @@ class StartTLSStrip(Middlebox):
     STARTTLS indication is removed from the session connection attempt,
     forcing the client and server to negotiate a plain text session" (ASA
     CLI configuration guide, default C{_default_esmtp_map};
-    legacy-behaviour.md 3.2).  A STARTTLS the client sends anyway passes.
+    docs/sources.md §8.3).  A STARTTLS the client sends anyway passes.
 
     @ivar keywords: the EHLO keywords hidden (C{TLS} was the old draft's).
     @ivar how: C{remove} the keyword lines (the guide's "removed"), or

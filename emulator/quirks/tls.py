@@ -14,8 +14,8 @@ class StartTLSBufferLeak(Quirk):
     before 2.7.3, qmail-based servers, and Twisted's ESMTP today).  The safe
     default (RFC 3207 section 6) discards those bytes.
 
-    Source: http://www.postfix.org/CVE-2011-0411.html (shared/legacy-behaviour.md
-    section 4); no Microsoft product is named there, so profiles use this only
+    Source: http://www.postfix.org/CVE-2011-0411.html (docs/sources.md
+    §11.1); no Microsoft product is named there, so profiles use this only
     as a known-bad persona.
     """
 

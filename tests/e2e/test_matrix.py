@@ -184,7 +184,7 @@ def test_middlebox_compositions_are_rows(tmp_path, state_dir):
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_through_the_matrix(tmp_path, state_dir):
-    """The README's command-line example: curl's SMTP client, checking the FQDN via --resolve and
+    """The curl example of docs/senders.md: curl's SMTP client, checking the FQDN via --resolve and
     trying STARTTLS (--ssl), delivers over TLS to ims55sp3-cert and in plaintext after SP2's 554."""
     command = ("curl -sS --max-time 10 --url {mode}://{hostname}:{port} --resolve {hostname}:{port}:{host} "
                f"--cacert {{cafile}} --ssl --mail-from a@example.org --mail-rcpt b@example.test "
@@ -196,7 +196,7 @@ def test_curl_through_the_matrix(tmp_path, state_dir):
 
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed (apt-get install swaks)")
 def test_swaks_through_the_matrix(tmp_path, state_dir):
-    """The README's swaks command: --tls-optional goes on in plaintext after SP2's 554 and delivers."""
+    """The swaks command of docs/senders.md: --tls-optional goes on in plaintext after SP2's 554 and delivers."""
     command = "swaks --server {host}:{port} --from a@example.org --to b@example.test --tls-optional " \
               "--tls-ca-path {cafile} --timeout 10"
     (row,) = matrix.run(command, ["ims55sp2"], out=tmp_path, state_dir=state_dir, progress=None)
