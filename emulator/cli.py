@@ -118,7 +118,7 @@ def cmd_transcript(args) -> int:
     else:
         print(_LISTING_HEAD)
         for transcript in sessions:
-            print(_listing_line(transcript.summary()))
+            print(_listing_line(transcript))
     return 0
 
 
@@ -156,12 +156,17 @@ _LISTING_COLUMNS = (("started (UTC)", 19), ("session", 22), ("persona", 16), ("p
 _LISTING_HEAD = "  ".join(f"{name:<{width}}" for name, width in _LISTING_COLUMNS).rstrip()
 
 
-def _listing_line(summary: dict) -> str:
+def _listing_line(transcript) -> str:
     import time
 
+    from emulator.capture.summary import summarize
+
+    summary = summarize(transcript)
+    tls, auth = summary["tls"], summary["auth"]
     cells = [time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(summary["started"])), summary["session"],
-             summary["persona"], summary["peer"], summary["tls"].split(" ")[0] or "-", summary["auth"] or "-",
-             str(summary["messages"]), summary["last_reply"] or "-", summary["ended"]]
+             summary["persona"], summary["peer"], tls["version"] if tls else "-",
+             auth["user"] if auth and auth["outcome"] == "ok" else "-", str(summary["messages"]),
+             summary["last_reply"] or "-", summary["ended"]]
     out = []
     for (_, width), cell in zip(_LISTING_COLUMNS, cells):
         if width and len(cell) > width:
@@ -193,7 +198,7 @@ def _follow(args, transcripts) -> int:
                     print(f"emulator transcript: {path}: {e}", file=sys.stderr)
                     continue
                 for transcript in found:
-                    _print_session(transcript) if args.full else print(_listing_line(transcript.summary()))
+                    _print_session(transcript) if args.full else print(_listing_line(transcript))
                 sys.stdout.flush()
             time.sleep(0.2)
     except KeyboardInterrupt:

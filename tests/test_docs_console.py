@@ -17,7 +17,7 @@ from test_cli_commands import read_lines_until
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "console.md"
-BLOCK = re.compile(r"```sh\n(.*?)```", re.S)
+BLOCK = re.compile(r"```sh[^\n]*\n(.*?)```", re.S)
 CONSOLE = r"console at (http://127\.0\.0\.1:\d+/)"
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent / "e2e"))
 def commands(text: str) -> list[str]:
     """The command lines of the page's sh blocks, in order."""
     lines = []
-    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+    for block in re.findall(r"```sh[^\n]*\n(.*?)```", text, re.DOTALL):
         lines += [line.strip() for line in block.replace("\\\n", " ").splitlines()
                   if line.strip() and not line.strip().startswith("#")]
     return lines

@@ -51,10 +51,15 @@ def summarize(transcript: Transcript, *, open: bool = False, upstream: Transcrip
 def last_line(transcript: Transcript, direction: str) -> str | None:
     """The last non-empty line C{direction} ("c" client, "s" server) sent
     on the client's side of the connection, escaped as in the arrow form;
-    None if it sent nothing."""
+    None if it sent nothing.  Bytes written inside a TLS session whose
+    handshake never completed (an SMTPS banner queued for a client that
+    gave up) never reached the other side, and do not count."""
+    established = next((i for i, r in enumerate(transcript.records)
+                        if r.dir == "event" and r.event == "tls_established"), len(transcript.records))
     tail = b""
-    for record in reversed(transcript.records):
-        if record.dir == direction and not record.leg:
+    for index in range(len(transcript.records) - 1, -1, -1):
+        record = transcript.records[index]
+        if record.dir == direction and not record.leg and (not record.tls or index > established):
             tail = record.data[-_TAIL:] + tail
             if tail.rstrip(b"\r\n").count(b"\n") or len(tail) >= _TAIL:
                 break

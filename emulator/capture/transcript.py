@@ -134,34 +134,6 @@ class Transcript:
             self.records.append(Record(row["t"], row["dir"], row["data"].encode("latin-1"), row["tls"],
                                        leg=row.get("leg", "")))
 
-    def summary(self) -> dict:
-        """One line's worth of the session: when, what, who, and how it went
-        (what C{emulator transcript} lists for many sessions)."""
-        tls = next((r.fields for r in reversed(self.events("tls_established"))), None)
-        logins = [r.fields for r in self.events("auth") if r.fields.get("outcome") == "ok"]
-        closed = self.events("closed")
-        failed = self.events("tls_failed")
-        if self.events("idle_timeout"):
-            ended = "idle timeout"
-        elif failed and not tls:
-            ended = f"TLS failed: {failed[-1].fields.get('reason', '')}"
-        elif closed:
-            ended = str(closed[-1].fields.get("reason", "closed"))
-        else:
-            ended = "open"
-        return {
-            "session": self.session_id,
-            "started": self.started,
-            "persona": f"{self.middlebox} in front of {self.profile or self.upstream}" if self.middlebox
-            else self.profile,
-            "peer": self.peer,
-            "tls": f"{tls.get('version', '')} {tls.get('cipher', '')}".strip() if tls else "",
-            "auth": f"{logins[-1].get('user', '')} ({logins[-1].get('mechanism', '')})" if logins else "",
-            "messages": len(self.events("message_accepted")),
-            "last_reply": last_reply(self.server_bytes()),
-            "ended": ended,
-        }
-
 
 class TranscriptError(ValueError):
     """Text that is not a transcript; C{str()} says where, in one line."""
@@ -202,12 +174,6 @@ def read_sessions(text: str) -> tuple[list[Transcript], list[str]]:
             raise TranscriptError(f"line {number}: not a transcript record (fields missing or of the wrong type)") \
                 from None
     return sessions, notes
-
-
-def last_reply(server_bytes: bytes) -> str:
-    """The last line the server (or middlebox) sent, without its line end."""
-    lines = server_bytes.decode("latin-1").rstrip("\r\n").splitlines()
-    return lines[-1] if lines else ""
 
 
 def human_record(record: Record) -> str:

@@ -361,20 +361,12 @@ def settle(server) -> None:
 
 def _last_reply(sessions) -> str | None:
     """The last reply the client saw: from the middlebox's session when
-    there is one, and never bytes that were queued inside a TLS session
-    whose handshake did not complete (an SMTPS banner the client never
-    got)."""
-    from emulator.capture.transcript import last_reply
+    there is one (see L{emulator.capture.summary.last_line})."""
+    from emulator.capture.summary import last_line
 
     in_front = [t for t in sessions if t.middlebox]
     for transcript in reversed(in_front or sessions):
-        seen, established = [], False
-        for record in transcript.records:
-            if record.dir == "event" and record.event == "tls_established":
-                established = True
-            elif record.dir == "s" and not record.leg and (established or not record.tls):
-                seen.append(record.data)
-        reply = last_reply(b"".join(seen))
+        reply = last_line(transcript, "s")
         if reply:
             return reply
     return None

@@ -25,6 +25,9 @@ The info string of a fenced block is a language and tags:
     ... no-run                not run (a syntax sketch, make run, a command that
                               needs a real server on port 25); only for sh,
                               console and text
+    ... walk=TEST             one of a sequence of blocks that TEST (a test file
+                              that names the page) runs in order, against servers
+                              it starts (the console's and the learned-persona walks)
 
 Further tags: "serve" or "serve=PROFILE" runs the block while a server runs
 in its folder, as `make run` starts it (profile ims55sp4 unless named) plus

@@ -23,7 +23,7 @@ from emulator.testing import free_port, wait_for_banner
 BIN = Path(sys.executable).parent
 PORTS = (2525, 2526, 2527, 4650, 8025)
 _PORT = re.compile(r"(?<!\d)(%s)(?!\d)" % "|".join(map(str, PORTS)))
-TAGS = {"no-run", "serve", "file", "section", "middlebox", "starts", "golden", "faults"}
+TAGS = {"no-run", "serve", "file", "section", "middlebox", "starts", "golden", "faults", "walk"}
 NOT_RUN = {"sh", "console", "text"}  # the only languages a block may mark no-run
 PACKAGE_EXTRAS = {"cli", "dropin"}  # diagram nodes that are not packages of emulator/
 BLOCKS = all_blocks()
@@ -37,6 +37,11 @@ def kind(block: Block) -> str:
     if "no-run" in block.tags:
         assert block.language in NOT_RUN, f"{block.id}: a {block.language} block must run"
         return "no-run"
+    if "walk" in block.tags:
+        walker = ROOT / block.tags["walk"]
+        assert walker.is_file() and block.page.name in walker.read_text(), \
+            f"{block.id}: walk={block.tags['walk']} must be a test that runs this page"
+        return "walk"
     if block.language == "python":
         return "test-file" if block.test_file else "script"
     if block.language == "yaml":
@@ -69,8 +74,9 @@ def test_every_block_says_how_it_runs():
     assert len(names) == len(set(names)), names
 
 
+# "walk" blocks are one sequence against a real server, which the page's own test runs.
 RUNNABLE = [pytest.param(block, id=block.id) for block in BLOCKS
-            if kind(block) not in ("no-run", "test-file")]
+            if kind(block) not in ("no-run", "test-file", "walk")]
 
 
 @pytest.mark.parametrize("block", RUNNABLE)
