@@ -39,8 +39,22 @@ def one_reply(profile: str, prefix: list[bytes], line: bytes) -> None:
     assert len(replies(out)) == 1
 
 
+def _injects(name: str) -> bool:
+    return any(quirk.type == "inject" for quirk in profiles.load(name).quirks)
+
+
+# Personas whose point is a second reply in the same write (the inject fault:
+# the STARTTLS response-injection attack) answer one line with two replies.
+TOTAL = [name for name in profiles.names() if not _injects(name)]
+
+
+def test_only_the_injection_personas_are_left_out():
+    """The property covers every persona but the one whose quirk injects a reply by design."""
+    assert sorted(set(profiles.names()) - set(TOTAL)) == ["starttls-inject"]
+
+
 @settings(deadline=None)
-@given(st.sampled_from(profiles.names()), LINE)
+@given(st.sampled_from(TOTAL), LINE)
 @example("ims55sp4", b"MAIL FROM:<\x00>")
 @example("ims55sp4", b"\xff\xfe")
 def test_any_command_line_gets_one_reply(profile, line):
@@ -49,14 +63,14 @@ def test_any_command_line_gets_one_reply(profile, line):
 
 
 @settings(deadline=None)
-@given(st.sampled_from(profiles.names()), LINE)
+@given(st.sampled_from(TOTAL), LINE)
 def test_any_mail_argument_gets_one_reply(profile, argument):
     """MAIL FROM with any argument bytes gets one reply."""
     one_reply(profile, [b"EHLO c\r\n"], b"MAIL FROM:" + argument)
 
 
 @settings(deadline=None)
-@given(st.sampled_from(profiles.names()), LINE)
+@given(st.sampled_from(TOTAL), LINE)
 def test_any_rcpt_argument_gets_one_reply(profile, argument):
     """RCPT TO with any argument bytes, inside a transaction, gets one reply."""
     one_reply(profile, [b"EHLO c\r\n", b"MAIL FROM:<a@b>\r\n"], b"RCPT TO:" + argument)
