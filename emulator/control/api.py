@@ -33,8 +33,7 @@ from twisted.web import resource, server
 
 import emulator
 from emulator.profiles import loader as profiles
-from emulator.control.listeners import Control, headed
-from emulator.host.tap import ListenerService
+from emulator.control.listeners import Control, ListenerService, headed
 
 log = Logger(namespace="emulator")
 
