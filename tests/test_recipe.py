@@ -13,7 +13,7 @@ from emulator import cli
 from emulator.control.listeners import Control
 from emulator.host import tap
 from emulator.host.emulation import build
-from emulator.host.recipe import Recipe
+from emulator.host.recipe import Recipe, load_profile
 from emulator.testing import Harness
 
 
@@ -74,8 +74,9 @@ def test_the_recipe_is_what_every_caller_builds_from(tmp_path):
                     state_dir=tmp_path)
     emulation = build(recipe)
     assert (emulation.hostname, emulation.seed, emulation.faults) == ("mx.example.test", 7, [fault])
-    assert "alice" in [a.user for a in emulation.profile.sections["auth"].accounts]
+    assert emulation.profile == load_profile("ims55sp4", ["alice:pw"]) != load_profile("ims55sp4")
     server = recipe.server()
+    assert server.profile == emulation.profile
     assert (server.hostname, server.seed, server.faults) == ("mx.example.test", 7, (fault,))
     h = Harness("ims55sp4", server=server)
     h.connect()
@@ -91,7 +92,7 @@ def test_a_switched_profile_shares_the_first_ones_stores(tmp_path):
     assert second is control.emulation("ex50") and second.profile.name == "ex50"
     assert (second.store, second.transcripts, second.events) == (first.store, first.transcripts, first.events)
     assert second.hostname == "mx.example.test" and second.state_dir == first.state_dir
-    assert "alice" in [a.user for a in second.profile.sections["auth"].accounts]
+    assert second.profile == load_profile("ex50", ["alice:pw"]) != load_profile("ex50")
 
 
 def test_the_control_api_and_the_twistd_options_import_one_way():

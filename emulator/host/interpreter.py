@@ -78,9 +78,11 @@ class Interpreter:
 
     # -- what a host saw: recorded here ------------------------------------
 
-    def _received(self, data: bytes) -> None:
-        """Bytes from the peer, as they arrived."""
-        self.transcript.received(self._now(), data, self.tls)
+    def _received(self, data: bytes) -> float:
+        """Bytes from the peer, as they arrived; returns the time recorded."""
+        now = self._now()
+        self.transcript.received(now, data, self.tls)
+        return now
 
     def _received_upstream(self, data: bytes) -> None:
         """Bytes from the upstream server, as they arrived."""

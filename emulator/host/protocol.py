@@ -77,8 +77,7 @@ class EmulatorProtocol(Edge):
         self._guard(self.conn.connect)
 
     def dataReceived(self, data: bytes) -> None:
-        self._last = self._now()
-        self._received(data)
+        self._last = self._received(data)
         if self._pending is not None:  # a Delay is running; keep order
             self._pending[1].append(data)
             return
