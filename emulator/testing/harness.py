@@ -237,7 +237,7 @@ def start_server(profile, *, maildir=None, transcripts=None, hostname=None, stat
     C{middlebox} (a type name, file or L{emulator.middlebox.Middlebox})
     stands in front of the profile, or of C{upstream} (a client endpoint).
     C{accounts} are added to the profile's, as for L{Harness}."""
-    from emulator.host.emulation import build
+    from emulator.host.emulation import build  # Twisted: imported only when a server starts
 
     emulation = build(Recipe(profile, accounts=tuple(accounts), hostname=hostname, middlebox=middlebox,
                              upstream=upstream, seed=seed, state_dir=state_dir, tls_cert=tls_cert, tls_key=tls_key,

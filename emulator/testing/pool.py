@@ -26,9 +26,11 @@ import time
 from pathlib import Path
 
 from emulator.control.listeners import headed
+from emulator.host.emulation import build
 from emulator.host.recipe import DEFAULT_PROFILE, Recipe, load_profile
 from emulator.profiles import loader as profiles
 from emulator.testing.harness import ReactorThread, listen
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -104,8 +106,6 @@ class ServerPool:
 
     def _listen(self, loaded: profiles.Profile, *, tls: bool, implicit_tls: bool, hostname: str | None,
                 middlebox) -> _Server:
-        from emulator.host.emulation import build
-
         cert = key = None
         if tls:
             cert, key = self._loopback_certificate(loaded, hostname or loaded.hostname)
