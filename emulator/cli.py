@@ -313,6 +313,7 @@ def cmd_serve(options: list[str]) -> int:
     config = ServerOptions()
     try:
         config.parseOptions(["--nodaemon", "--pidfile=", "emulator", *options])
+        emulation = tap.emulation(config.subOptions)  # twistd's makeService then serves this one
     except usage.UsageError as e:
         print(f"emulator serve: {e}", file=sys.stderr)
         return 2
@@ -321,7 +322,6 @@ def cmd_serve(options: list[str]) -> int:
     def progress(text: str) -> None:
         print(f"emulator: {text}", file=stderr, flush=True)
 
-    emulation = config.subOptions["emulation"]
     profile = emulation.profile
     if emulation.upstream:
         progress(f"serving {emulation.served}")

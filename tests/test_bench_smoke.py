@@ -37,11 +37,11 @@ def test_quick_benchmark_prints_a_numeric_table(tmp_path):
 
 
 def test_micro_benchmarks_run_as_plain_tests():
-    """Every micro-benchmark (core, and the fixtures' start and reset) runs
+    """Every micro-benchmark (core, edges, and the fixtures' start and reset) runs
     once with timing off, so `make bench` never meets a broken one."""
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "bench/micro", "--benchmark-disable", "-q", "-p", "no:cacheprovider"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:]
-    assert re.search(r"\b6 passed\b", done.stdout), done.stdout[-500:]
+    assert re.search(r"\b8 passed\b", done.stdout), done.stdout[-500:]

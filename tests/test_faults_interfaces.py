@@ -204,12 +204,12 @@ def test_peer_scope_spans_the_listeners_of_one_emulation():
 
 def test_twistd_fault_and_seed_options(tmp_path):
     """--fault (repeatable) and --seed reach the emulation."""
-    from emulator.host.tap import Options
+    from emulator.host.tap import Options, emulation
 
     options = Options()
     options.parseOptions(["--fault", "rcpt:reply=452 4.5.3 Too many recipients:times=2", "--fault", "ehlo:split",
                           "--seed", "12", "--state-dir", str(tmp_path)])
-    em = options["emulation"]
+    em = emulation(options)
     assert em.seed == 12 and [f.type for f in em.faults] == ["reply", "split"]
 
 

@@ -142,3 +142,101 @@ def test_half_open_connection_hits_the_idle_timeout():
     assert not transport.disconnecting
     reactor.advance(2)
     assert transport.disconnecting
+
+
+# -- the core's decisions, in memory: the connection limit and the timeouts --------------------------
+
+
+def core(profile=IMS, *, implicit_tls=False, **limits):
+    """A sans-IO connection of C{profile} with C{limits} replaced."""
+    from emulator.core.connection import Server, ServerConnection
+
+    return ServerConnection(Server(replace(profile, limits=replace(profile.limits, **limits))), implicit_tls=implicit_tls)
+
+
+def test_the_core_admits_up_to_the_connection_limit_and_turns_the_next_away():
+    """admit() decides with the count the host keeps: up to the limit nothing happens (the host
+    goes on to connect()); past it the limit event, the 421 the product gave, and a clean close."""
+    from emulator.core.actions import Close, Event, Send
+    from emulator.core.session import Phase
+
+    assert core(connections=2).admit(2) == []
+    assert core(connections=0).admit(10_000) == []  # 0: no limit
+    conn = core(connections=2)
+    assert conn.admit(3) == [Event("limit", {"name": "connections", "value": 2}),
+                             Send(b"421 mail.example.test Too many connections, try again later\r\n"), Close()]
+    assert conn.phase is Phase.CLOSED
+
+
+def test_the_core_chooses_the_timeout_of_the_phase():
+    """time_left() answers from the phase: between commands the idle timeout, in message content
+    the data timeout, during a STARTTLS handshake the profile's handshake timeout; 0 once it has
+    come, None where a phase has none."""
+    conn = core(idle_timeout=600, data_timeout=60)
+    conn.connect()
+    assert (conn.time_left(0), conn.time_left(599.5), conn.time_left(600), conn.time_left(900)) == (600, 0.5, 0, 0)
+    conn.receive(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\npart")
+    assert conn.time_left(10) == 50
+    conn.receive(b"ial\r\n.\r\n")
+    assert conn.time_left(10) == 590
+    assert core(idle_timeout=0).time_left(10_000) is None
+
+
+def test_the_core_times_a_starttls_handshake_and_gives_it_up_with_a_reset():
+    """After STARTTLS the handshake has its own timeout (tls: handshake_timeout, 30 s); when it
+    comes, the core records why and aborts; a completed handshake goes back to the idle timeout."""
+    from emulator.core.actions import Close, Event
+    from emulator.core.connection import Server, ServerConnection
+
+    cert = profiles.load("ims55sp4-cert")
+    conn = ServerConnection(Server(cert, tls_available=True))
+    conn.connect()
+    conn.receive(b"EHLO c\r\nSTARTTLS\r\n")
+    assert conn.handshaking and conn.time_left(29) == 1
+    assert conn.timed_out() == [Event("tls_failed", {"reason": "handshake timeout"}), Close(abort=True)]
+    assert not conn.handshaking
+    done = ServerConnection(Server(cert, tls_available=True))
+    done.connect()
+    done.receive(b"EHLO c\r\nSTARTTLS\r\n")
+    done.tls_established({"version": "TLSv1.2"})
+    assert not done.handshaking and done.time_left(29) == cert.limits.idle_timeout - 29
+
+
+def test_implicit_tls_begins_with_a_handshake_that_the_core_times():
+    """With implicit TLS (SMTPS) the connection starts handshaking: the greeting is preceded by
+    the tls_starting event, and the handshake timeout applies until tls_established."""
+    from emulator.core.actions import Event
+
+    conn = core(profiles.load("netscape-ms"), implicit_tls=True)
+    actions = conn.connect()
+    assert actions[0] == Event("tls_starting", {"implicit": True})
+    assert conn.handshaking and conn.time_left(0) == conn.server.tls.handshake_timeout
+    conn.tls_established({})
+    assert not conn.handshaking
+
+
+def test_an_idle_timeout_is_recorded_answered_as_the_product_did_and_closes():
+    """The idle timeout: the event, then the product's timeout reply when its catalogue has one
+    (IMS has none: it closes silently), then a clean close."""
+    from emulator.core.actions import Close, Event, Send
+    from emulator.core.connection import Server, ServerConnection
+
+    assert core().timed_out() == [Event("idle_timeout"), Close()]
+    texts = replace(IMS, replies={**IMS.replies, "timeout": IMS.replies["too_many_errors"]})
+    conn = ServerConnection(Server(texts))
+    conn.connect()
+    assert conn.timed_out() == [Event("idle_timeout"), Send(conn.rendered("too_many_errors")), Close()]
+
+
+def test_the_shortest_timeout_is_how_often_a_host_looks():
+    """Server.shortest_timeout: the smallest of the idle, data and TLS handshake timeouts that
+    are set (0 is none)."""
+    from emulator.core.connection import Server
+
+    def shortest(**limits):
+        return Server(replace(IMS, limits=replace(IMS.limits, **limits))).shortest_timeout
+
+    assert Server(IMS).tls.handshake_timeout == 30
+    assert shortest(idle_timeout=600, data_timeout=20) == 20
+    assert shortest(idle_timeout=600, data_timeout=0) == 30
+    assert shortest(idle_timeout=0, data_timeout=0) == 30

@@ -10,7 +10,8 @@ from emulator import middlebox
 
 from emulator.profiles import loader as profiles
 from emulator.middlebox import build
-from emulator.middlebox.relay import Relay, ToClient, ToServer
+from emulator.core.actions import Send, SendUpstream
+from emulator.middlebox.relay import Relay
 from emulator.testing.middlebox import MiddleboxHarness
 from emulator.profiles.loader import ProfileError, SectionError
 
@@ -219,8 +220,8 @@ def test_content_pipelined_before_354_waits_for_it():
     read as message content, not as commands."""
     relay = Relay(pix(dotcrlf_bug=False))
     relay.server_data(b"220 x\r\n")
-    assert relay.client_data(b"DATA\r\nEHLO in the body\r\n.\r\n") == [ToServer(b"DATA\r\n")]
-    assert relay.server_data(b"354 go\r\n") == [ToClient(b"354 go\r\n"), ToServer(b"EHLO in the body\r\n.\r\n")]
+    assert relay.client_data(b"DATA\r\nEHLO in the body\r\n.\r\n") == [SendUpstream(b"DATA\r\n")]
+    assert relay.server_data(b"354 go\r\n") == [Send(b"354 go\r\n"), SendUpstream(b"EHLO in the body\r\n.\r\n")]
 
 
 # -- starttls-intercept (KB Q237327) --------------------------------------

@@ -14,6 +14,7 @@ from emulator.profiles import loader as profiles
 from emulator.host.emulation import Emulation
 from emulator.capture.maildir import MessageStore
 from emulator.host.protocol import EventLog
+from emulator.host import tap
 from emulator.host.tap import Options
 from emulator.capture.transcript import Transcript, TranscriptStore
 
@@ -106,24 +107,29 @@ def parse(*argv):
     return options
 
 
+def built(*argv):
+    """The emulation the options build (as twistd's makeService and emulator serve build it)."""
+    return tap.emulation(parse(*argv))
+
+
 def test_middlebox_option_loads_a_type_or_a_file(tmp_path):
     """--middlebox NAME and --middlebox FILE reach the emulation."""
-    assert parse("--middlebox", "pix-mailguard")["emulation"].middlebox == middlebox.load("pix-mailguard")
+    assert built("--middlebox", "pix-mailguard").middlebox == middlebox.load("pix-mailguard")
     path = tmp_path / "fixed.yaml"
     path.write_text("type: pix-mailguard\nattributes: {dotcrlf_bug: false}\n")
-    assert parse("--middlebox", str(path))["emulation"].middlebox.dotcrlf_bug is False
+    assert built("--middlebox", str(path)).middlebox.dotcrlf_bug is False
 
 
 def test_profile_section_is_used_without_the_option():
     """A composition profile brings its own middlebox."""
-    assert parse("--profile", "ims55sp4-pix")["emulation"].middlebox.type == "pix-mailguard"
-    assert parse("--profile", "ims55sp4")["emulation"].middlebox is None
+    assert built("--profile", "ims55sp4-pix").middlebox.type == "pix-mailguard"
+    assert built("--profile", "ims55sp4").middlebox is None
 
 
 def test_upstream_option_sets_proxy_mode():
     """--middlebox with --upstream serves the firewall in front of a real server."""
-    emulation = parse("--middlebox", "starttls-intercept", "--upstream", "tcp:127.0.0.1:25")["emulation"]
-    assert emulation.served == "starttls-intercept in front of tcp:127.0.0.1:25"
+    served = built("--middlebox", "starttls-intercept", "--upstream", "tcp:127.0.0.1:25").served
+    assert served == "starttls-intercept in front of tcp:127.0.0.1:25"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -48,9 +48,8 @@ from twisted.web import resource, server
 
 import emulator
 from emulator.profiles import loader as profiles
-from emulator.control.listeners import Control, headed
+from emulator.control.listeners import Control, ListenerService, headed
 from emulator.control.live import Feed
-from emulator.host.tap import ListenerService
 
 log = Logger(namespace="emulator")
 

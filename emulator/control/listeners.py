@@ -8,7 +8,9 @@ current emulation's factory (so switching the profile affects new
 connections only) and keeps the live connections, so that a reset can close
 them.  L{Control} is what the HTTP control API (L{emulator.control.api}) drives: the
 listeners of one process, the emulations they have served, and the stores
-those share.
+those share.  L{Control.serve} is the one way a listener starts, under
+twistd (as a service of the application) and in the fixtures' and
+C{start_server}'s reactor thread alike.
 
 Everything here runs in the reactor thread.
 """
@@ -17,15 +19,15 @@ from __future__ import annotations
 
 import weakref
 
-from twisted.internet import defer
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import defer, endpoints
 from twisted.internet.protocol import Factory
 
-from emulator.auth import mechanisms as auth
 from emulator.capture.summary import summarize
-
-from emulator.profiles import loader as profiles
+from emulator.host.edge import log
+from emulator.host.emulation import Emulation, build
+from emulator.host.recipe import Recipe
 from emulator.quirks import spec as faults
-from emulator.host.emulation import Emulation
 
 
 class Listener(Factory):
@@ -171,6 +173,32 @@ def reset(emulations, listeners) -> defer.Deferred:
     return closing.addCallback(forget)
 
 
+class ListenerService(StreamServerEndpointService):
+    """Listens on an endpoint, says where, and makes twistd fail if it cannot.
+
+    @ivar port: the listening port, once started (a TCP endpoint listens
+        during C{startService}; a failure raises there).
+    """
+
+    _raiseSynchronously = True
+    description = ""
+    profile = ""
+    port = None
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port):
+        self.port = port
+        address = port.getHost()
+        getattr(self.factory, "bound", lambda port: None)(port)
+        log.info("listening on {host}:{port} ({description}), profile {profile}",
+                 host=address.host, port=address.port, description=self.description,
+                 profile=self.profile, announce=True)
+        return port
+
+
 class Control:
     """The listeners of one process and everything they served.
 
@@ -203,6 +231,16 @@ class Control:
         self.listeners.append(listener)
         return listener
 
+    def serve(self, endpoint: str, *, implicit_tls: bool = False) -> ListenerService:
+        """A new listener (see L{listener}) in a service that listens on
+        C{endpoint} when started: by twistd as part of its application, or
+        with C{startService()} in a running reactor."""
+        listener = self.listener(endpoint, implicit_tls=implicit_tls)
+        service = ListenerService(endpoints.serverFromString(self.reactor, endpoint), listener)
+        service.description = endpoint + (" (implicit TLS)" if implicit_tls else "")
+        service.profile = listener.emulation.served
+        return service
+
     def named(self) -> dict[str, Listener]:
         """The bound listeners by id: the port, or C{host:port} for a port
         that more than one interface listens on."""
@@ -229,16 +267,13 @@ class Control:
         if profile_name in self.emulations:
             return self.emulations[profile_name]
         base = self.base
+        recipe = Recipe(profile_name, accounts=self.accounts, hostname=self.hostname, middlebox=self.middlebox,
+                        upstream=self.upstream, faults=tuple(quirk for _, quirk in self.fault_specs),
+                        state_dir=base.state_dir, tls_cert=base.tls_cert, tls_key=base.tls_key)
         try:
-            loaded = auth.with_accounts(profiles.load(profile_name), self.accounts)
-            emulation = Emulation(loaded, hostname=self.hostname, state_dir=base.state_dir,
-                                  tls_cert=base.tls_cert, tls_key=base.tls_key, store=base.store,
-                                  transcripts=base.transcripts, events=base.events,
-                                  middlebox=self.middlebox, upstream=self.upstream)
+            emulation = build(recipe, sharing=base)
         except OSError as e:
             raise ValueError(f"TLS: {e}") from None
-        for _, quirk in self.fault_specs:
-            emulation.add_fault(quirk)
         self.emulations[profile_name] = emulation
         return emulation
 

@@ -1,9 +1,18 @@
 """
-What the sans-IO core asks its host to do.
+What the sans-IO cores ask their host to do: one vocabulary for all of them.
 
 L{emulator.core.connection.ServerConnection} never touches a socket, a clock or a file:
-each call returns a list of these actions, and the host (the Twisted adapter
-in L{emulator.host.protocol}, or a test) carries them out in order.
+each call returns a list of these actions, and the host carries them out in
+order (L{emulator.host.interpreter} is the one interpreter, behind the
+Twisted edges and the in-memory harnesses).
+
+A host serves one connection, its I{peer}: L{Send}, L{Close}, L{StartTLS},
+L{Delay}, L{Deliver} and L{Event} mean the same whoever emits them.  The
+middlebox relay (L{emulator.middlebox.relay}) emits them for its client, the
+peer it serves, and has a second connection, to the server it stands in
+front of (the I{upstream}): only that leg needs actions of its own,
+L{SendUpstream} and L{CloseUpstream}.  The sans-IO client
+(L{emulator.sender.client}) uses L{Send}, L{Close} and L{Event} the same way.
 """
 
 from __future__ import annotations
@@ -64,7 +73,19 @@ class Event:
     fields: dict = field(default_factory=dict)
 
 
-Action = Union[Send, StartTLS, Close, Delay, Deliver, Event]
+@dataclass(frozen=True, slots=True)
+class SendUpstream:
+    """Write C{data} to the upstream server (a relay's second leg), exactly as given."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseUpstream:
+    """Close the connection to the upstream server after pending writes."""
+
+
+Action = Union[Send, StartTLS, Close, Delay, Deliver, Event, SendUpstream, CloseUpstream]
 
 
 @dataclass(frozen=True, slots=True)

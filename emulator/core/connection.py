@@ -2,16 +2,22 @@
 The sans-IO protocol core: bytes in, actions out.
 
     conn = ServerConnection(server, peer=("127.0.0.1", 40000))
+    actions = conn.admit(open_connections) # [] or the refusal (the connection limit)
     actions = conn.connect()              # the greeting
     actions = conn.receive(b"EHLO x\\r\\n") # replies, deliveries, TLS switches
     actions = conn.tls_established(info)  # after the host's handshake
+    left = conn.time_left(silent)         # seconds to the phase's timeout (None: none)
+    actions = conn.timed_out()            # when left is 0
     actions = conn.connection_lost()
 
 It never imports the reactor, reads the clock or does I/O; everything
-time-dependent (the session's date) comes in as data.  What differs between
-products is data too: the verb table of L{emulator.core.commands} picks handlers by
-the profile's C{commands:} list, handlers ask L{ServerConnection.reply} for
-replies by name, and quirks (L{emulator.quirks}) bend the rest.
+time-dependent (the session's date, how long the peer has been silent)
+comes in as data, and what to do about it (refuse a connection over the
+limit, which timeout applies, what a timeout does) is decided here.  What
+differs between products is data too: the verb table of
+L{emulator.core.commands} picks handlers by the profile's C{commands:} list,
+handlers ask L{ServerConnection.reply} for replies by name, and quirks
+(L{emulator.quirks}) bend the rest.
 """
 
 from __future__ import annotations
@@ -88,6 +94,15 @@ class Server:
         #: Whether any reply shows the session's date (the host formats it only then).
         self.uses_date = any("date" in fields for fields in used.values())
 
+    @property
+    def shortest_timeout(self) -> float | None:
+        """The shortest silence any phase allows, in seconds (None: no
+        timeouts at all): how often, at most, a host looks at a connection's
+        silence (L{ServerConnection.time_left})."""
+        limits = self.profile.limits
+        candidates = (limits.idle_timeout, limits.data_timeout, self.tls.handshake_timeout)
+        return min((c for c in candidates if c), default=None)
+
     def reset(self) -> None:
         """Forget cross-connection state."""
         self.shared.clear()
@@ -127,10 +142,15 @@ def _fields(reply) -> set[str]:
 
 
 class ServerConnection:
-    """One SMTP server connection, driven by the host."""
+    """One SMTP server connection, driven by the host.
+
+    With C{implicit_tls} (SMTPS), the connection begins with a TLS handshake
+    that the host has already started: L{handshaking} until the host calls
+    L{tls_established}.
+    """
 
     def __init__(self, server: Server, *, peer: tuple[str, int] = ("127.0.0.1", 0),
-                 session_id: str = "s1", date: str = "", local_port: int = 0):
+                 session_id: str = "s1", date: str = "", local_port: int = 0, implicit_tls: bool = False):
         self.server = server
         self.profile = server.profile
         self.session = Session(session_id, peer[0], peer[1], local_port)
@@ -147,11 +167,29 @@ class ServerConnection:
         self.step = ""  # what is being answered: CONNECT, a verb or DATA_END
         self.steps = 0  # how many steps the connection has had
         self._hello_checked = False
+        self._implicit_tls = implicit_tls
+        self._handshaking = implicit_tls  # a TLS handshake is due or under way
 
     # -- the host's side -------------------------------------------------
 
+    def admit(self, open_connections: int) -> list[Action]:
+        """Whether a new connection is served, with C{open_connections} open
+        on its listener (this one included): nothing to do (an empty list;
+        go on with L{connect}), or, past the profile's C{limits: connections},
+        the actions that turn it away (the C{too_many_connections} reply, as
+        quirks transform it, and a close)."""
+        limit = self.profile.limits.connections
+        if not limit or open_connections <= limit:
+            return []
+        self.event("limit", name="connections", value=limit)
+        self._out.append(Send(self.rendered("too_many_connections", limit=str(limit))))
+        self.close()
+        return self._flush()
+
     def connect(self) -> list[Action]:
         """The connection is open: greet."""
+        if self._implicit_tls:
+            self.event("tls_starting", implicit=True)
         self._begin("CONNECT")
         if not any(q.on_connect(self) for q in self.server.hooks["on_connect"]):
             self.reply("greeting")
@@ -179,6 +217,7 @@ class ServerConnection:
     def tls_established(self, info: dict | None = None) -> list[Action]:
         """The handshake the core asked for has completed (RFC 3207 section 4.2:
         the server forgets everything it knew, and a new EHLO is needed)."""
+        self._handshaking = False
         session = self.session
         session.tls = True
         session.tls_info = info or {}
@@ -194,8 +233,38 @@ class ServerConnection:
         self._process()
         return self._flush()
 
+    @property
+    def handshaking(self) -> bool:
+        """A TLS handshake is due or under way (after L{StartTLS}, or from
+        the start with implicit TLS) and has not completed."""
+        return self._handshaking
+
+    def time_left(self, silent: float) -> float | None:
+        """The seconds of silence the current phase still allows after
+        C{silent} seconds without input (RFC 5321 4.5.3.2): 0 when its
+        timeout has come (the host then calls L{timed_out}), None when the
+        phase has no timeout.  A TLS handshake has the profile's C{tls:
+        handshake_timeout}, message content C{limits: data_timeout}, the rest
+        C{limits: idle_timeout}."""
+        limits = self.profile.limits
+        if self._handshaking:
+            limit = self.server.tls.handshake_timeout
+        elif self.phase is Phase.DATA:
+            limit = limits.data_timeout
+        else:
+            limit = limits.idle_timeout
+        return max(0.0, limit - silent) if limit else None
+
     def timed_out(self) -> list[Action]:
-        """The host's idle timer fired: say so if the product did, and close."""
+        """The phase's timeout has come (see L{time_left}).  A handshake is
+        given up with a reset; otherwise the server says so if the product
+        did, and closes."""
+        if self._handshaking:
+            self._handshaking = False
+            self.event("tls_failed", reason="handshake timeout")
+            self.close(abort=True)
+            return self._flush()
+        self.event("idle_timeout")
         if self.phase is not Phase.CLOSED:
             if "timeout" in self.profile.replies:
                 self.reply("timeout")
@@ -302,6 +371,7 @@ class ServerConnection:
         if pending and not self._buffer:
             self.event("starttls_discarded", bytes=len(pending))
         self.phase = Phase.TLS_PENDING
+        self._handshaking = True
         self._out.append(StartTLS())
 
     def deliver(self, body: bytes) -> None:

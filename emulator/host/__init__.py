@@ -1,7 +1,12 @@
 """
 The Twisted host: the thin edge that carries out what the sans-IO cores ask
 (L{emulator.host.protocol} for servers, L{emulator.host.middlebox} for
-middleboxes), the emulation that one profile's listeners share
-(L{emulator.host.emulation}), and C{twistd emulator}'s options and service
-(L{emulator.host.tap}).
+middleboxes, both on L{emulator.host.edge}), through the one interpreter of
+actions that also writes every transcript (L{emulator.host.interpreter},
+shared with the in-memory harnesses); what to serve
+(L{emulator.host.recipe}) and the emulation that one profile's listeners
+share (L{emulator.host.emulation}); and C{twistd emulator}'s options and
+service (L{emulator.host.tap}).
+
+L{emulator.host.recipe} and L{emulator.host.interpreter} import no Twisted.
 """

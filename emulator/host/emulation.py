@@ -2,26 +2,55 @@
 One profile as served: its TLS context, stores and cross-connection state,
 and the protocol factories for its listeners.
 
-C{twistd emulator}, C{emulator.testing.harness.start_server} and the fixtures all
-build their listeners here, so a plaintext listener, a STARTTLS listener and
-an implicit-TLS listener of one emulation share messages, transcripts and the
-per-peer memory of quirks.  With a middlebox (the profile's C{middlebox:}
-section, or C{middlebox=}), every listener serves the middlebox in front of
-the profile; with C{upstream=} too, in front of that real server instead.
+L{build} makes one from a L{emulator.host.recipe.Recipe}, for every way of
+serving (C{twistd emulator}, C{emulator serve}, the control API's profile
+switch, the fixtures, C{start_server}), and every listener gets its factory
+here, so a plaintext listener, a STARTTLS listener and an implicit-TLS
+listener of one emulation share messages, transcripts and the per-peer
+memory of quirks.  With a middlebox (the profile's C{middlebox:} section,
+or C{middlebox=}), every listener serves the middlebox in front of the
+profile; with C{upstream=} too, in front of that real server instead.
 """
 
 from __future__ import annotations
 
-import secrets
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emulator.profiles import loader as profiles
 from emulator.capture.maildir import MessageStore
-from emulator.host.protocol import EmulatorFactory, EventLog
-from emulator.tls.context import context_for, default_state_dir
 from emulator.capture.transcript import TranscriptStore
-from emulator.core.connection import Server
+from emulator.host.protocol import EmulatorFactory, EventLog
+from emulator.host.recipe import Recipe, new_server, seed_for
+from emulator.profiles import loader as profiles
+from emulator.tls.context import context_for, default_state_dir
+
+
+def build(recipe: Recipe, *, sharing: "Emulation | None" = None) -> "Emulation":
+    """The emulation C{recipe} describes, its faults added.  With
+    C{sharing}, it keeps its messages, transcripts and log in that one's
+    stores (the control API's profile switch); otherwise it opens its own:
+    the Maildir and transcript folders are created, and the TLS context may
+    generate certificates in the state folder.
+
+    @raise emulator.profiles.loader.ProfileError: the profile or middlebox does not load.
+    @raise ValueError: it cannot be served that way (an upstream without a
+        middlebox, unusable TLS settings or certificate files).
+    @raise OSError: a folder or file could not be made or read.
+    """
+    profile, box = recipe.loaded(), recipe.loaded_middlebox()
+    if sharing is None:
+        store = MessageStore(recipe.maildir, fsync=recipe.fsync)
+        transcripts = TranscriptStore(recipe.transcripts)
+        events = EventLog(recipe.log_format, sys.stdout)
+    else:
+        store, transcripts, events = sharing.store, sharing.transcripts, sharing.events
+    emulation = Emulation(profile, hostname=recipe.hostname, state_dir=recipe.state_dir, tls_cert=recipe.tls_cert,
+                          tls_key=recipe.tls_key, store=store, transcripts=transcripts, events=events,
+                          middlebox=box, upstream=recipe.upstream, seed=recipe.seed)
+    for fault in recipe.faults:
+        emulation.add_fault(fault)
+    return emulation
 
 
 @dataclass
@@ -51,8 +80,7 @@ class Emulation:
             self.middlebox = self.profile.sections.get("middlebox")
         if self.upstream and self.middlebox is None:
             raise ValueError("an upstream server needs a middlebox in front of it")
-        if self.seed is None:
-            self.seed = self.profile.seed if self.profile.seed is not None else secrets.randbelow(2**32)
+        self.seed = seed_for(self.profile, self.seed)
         self.faults: list = []
         self.state_dir = Path(self.state_dir) if self.state_dir else default_state_dir()
         self.tls_context = context_for(self.profile.sections["tls"], hostname=self.hostname,
@@ -65,9 +93,8 @@ class Emulation:
         starts with the connection (SMTPS) and the SMTP factory is wrapped."""
         if implicit_tls and self.tls_context is None:
             raise ValueError("implicit TLS needs a certificate (profile tls: certificate, or --tls-cert)")
-        server = Server(self.profile, hostname=self.hostname, shared=self.shared, seed=self.seed,
-                        tls_available=self.tls_context is not None and not implicit_tls)
-        server.set_faults(self.faults)
+        server = new_server(self.profile, hostname=self.hostname, shared=self.shared, seed=self.seed,
+                            faults=self.faults, tls_available=self.tls_context is not None and not implicit_tls)
         smtp = EmulatorFactory(server, store=self.store, transcripts=self.transcripts, events=self.events,
                                tls_context=self.tls_context, implicit_tls=implicit_tls,
                                listener=listener, reactor=reactor)

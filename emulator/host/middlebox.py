@@ -16,7 +16,6 @@ One transcript per connection records both legs (see L{emulator.capture.transcri
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 
 from twisted.internet import endpoints, error, interfaces
@@ -26,100 +25,72 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from emulator.core.actions import Event
-from emulator.middlebox.relay import CloseClient, CloseServer, Relay, ToClient, ToServer
-from emulator.host.protocol import EventLog, _reason, log
-from emulator.capture.transcript import Transcript, TranscriptStore
+from emulator.capture.transcript import TranscriptStore
+from emulator.host.edge import Edge, EventLog, _reason
+from emulator.middlebox.relay import Relay
 
 _numbers = itertools.count(1)
 _RUN = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
 
 
-class MiddleboxProtocol(Protocol):
-    """One client connection through the middlebox."""
+class MiddleboxProtocol(Edge):
+    """One client connection through the middlebox; the relay's actions are
+    carried out by the one interpreter (L{emulator.host.interpreter}), the
+    server leg's through C{leg}."""
 
+    what = "middlebox session"
     relay: Relay
-    transcript: Transcript
 
     def __init__(self, factory: "MiddleboxFactory"):
-        self.factory = factory
+        super().__init__(factory)
         self.leg = None
 
     # -- the client leg --------------------------------------------------
 
     def connectionMade(self) -> None:
         factory = self.factory
-        getattr(self.transport, "setTcpNoDelay", lambda on: None)(True)
-        peer = self.transport.getPeer()
-        address = f"{getattr(peer, 'host', 'unknown')}:{getattr(peer, 'port', 0)}"
         self.relay = Relay(factory.box)
-        self.transcript = Transcript(factory.next_session_id(), factory.profile, address, self._now(),
-                                     factory.listener, middlebox=factory.box.type)
-        factory.transcripts.begin(self.transcript)
+        self._open(factory.next_session_id(), factory.profile, self._now(), middlebox=factory.box.type)
         self.leg = factory.upstream.connect(self)
 
     def dataReceived(self, data: bytes) -> None:
-        self.transcript.received(self._now(), data)
+        self._received(data)
         self._guard(self.relay.client_data, data)
 
     def connectionLost(self, reason) -> None:
         self._guard(self.relay.client_closed)
-        self.transcript.event(self._now(), "closed", reason=_reason(reason))
-        self.factory.transcripts.finish(self.transcript)
-        self.factory.events.emit("connection", session=self.transcript.session_id, peer=self.transcript.peer,
-                                 middlebox=self.factory.box.type, upstream=self.factory.upstream.description,
-                                 end=_reason(reason))
+        self._finish(reason, middlebox=self.factory.box.type, upstream=self.factory.upstream.description)
 
     # -- the server leg's side -------------------------------------------
 
     def upstream_connected(self, name: str) -> None:
         self.transcript.upstream = name
-        self.transcript.event(self._now(), "upstream_connected", upstream=name)
+        self._record("upstream_connected", upstream=name)
 
     def upstream_data(self, data: bytes) -> None:
-        self.transcript.server_leg(self._now(), "s", data)
+        self._received_upstream(data)
         self._guard(self.relay.server_data, data)
 
     def upstream_lost(self, reason) -> None:
-        self.transcript.event(self._now(), "upstream_closed", reason=_reason(reason))
+        self._upstream_ended(reason=_reason(reason))
         self._guard(self.relay.server_closed)
 
     def upstream_failed(self, reason) -> None:
-        self.transcript.event(self._now(), "upstream_failed", reason=_reason(reason))
+        self._record("upstream_failed", reason=_reason(reason))
         self.transport.loseConnection()
 
-    # -- carrying out actions --------------------------------------------
+    # -- the wire (see emulator.host.interpreter) -------------------------
 
-    def _guard(self, step, *args) -> None:
-        """Run a relay step and its actions; a bug drops this connection only."""
-        try:
-            self._run(step(*args))
-        except Exception:
-            log.failure("internal error in middlebox session {session}", session=self.transcript.session_id)
-            self.transcript.event(self._now(), "internal_error")
-            self.factory.errors.append(sys.exc_info()[1])
-            self.transport.abortConnection()
-            if self.leg is not None:
-                self.leg.close()
+    def _send_upstream(self, data: bytes) -> None:
+        self.leg.send(data)
 
-    def _run(self, actions: list) -> None:
-        for action in actions:
-            kind = type(action)
-            if kind is ToClient:
-                self.transcript.sent(self._now(), action.data)
-                self.transport.write(action.data)
-            elif kind is ToServer:
-                self.transcript.server_leg(self._now(), "c", action.data)
-                self.leg.send(action.data)
-            elif kind is Event:
-                self.transcript.event(self._now(), action.name, **action.fields)
-            elif kind is CloseClient:
-                self.transport.loseConnection()
-            elif kind is CloseServer:
-                self.leg.close()
+    def _close_upstream(self) -> None:
+        self.leg.close()
 
-    def _now(self) -> float:
-        return self.factory.reactor.seconds()
+    def _failed(self) -> None:
+        self.transport.abortConnection()
+        if self.leg is not None:
+            self.leg.close()
 
 
 class MiddleboxFactory(Factory):

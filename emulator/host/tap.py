@@ -5,26 +5,27 @@ C{twistd emulator}: options and service.
 
 Note the order: twistd's own C{--profile} (its profiler) comes before the
 subcommand; ours comes after it, and has no short form for that reason.
+
+Parsing the options (L{Options}) only reads and checks them: the profile and
+middlebox are loaded, nothing is opened or generated.  L{emulation} builds
+what they describe (the Maildir, the transcript folder, the TLS context and
+its certificates), and L{makeService} starts a listener for each endpoint;
+C{emulator serve} (L{emulator.cli}) calls both the same way.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 
 from twisted.application import service
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import endpoints
 from twisted.python import usage
 
 from emulator.auth import mechanisms as auth
-
-from emulator.profiles import loader as profiles
 from emulator.control.listeners import Control
-from emulator.host.emulation import Emulation
-from emulator.capture.maildir import MessageStore
-from emulator.host.protocol import EventLog, log
-from emulator.capture.transcript import TranscriptStore
+from emulator.host.emulation import Emulation, build
+from emulator.host.recipe import DEFAULT_PROFILE, Recipe, load_profile
+from emulator.profiles import loader as profiles
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
 _HOSTNAME = re.compile(r"\A[A-Za-z0-9.\-\[\]:_]{1,255}\Z")
@@ -52,7 +53,7 @@ class Options(usage.Options):
         "the subcommand; this --profile goes after it."
     )
     optParameters = [
-        ["profile", None, "ims55sp4", "Profile to emulate: a name from `emulator profiles` or a path to a YAML file."],
+        ["profile", None, DEFAULT_PROFILE, "Profile to emulate: a name from `emulator profiles` or a path to a YAML file."],
         ["hostname", None, None, "Host name the server announces (default: the profile's)."],
         ["transcripts", None, None, "Folder for one JSON-lines transcript per session (default: memory only)."],
         ["maildir", None, None, "Maildir that receives every accepted message (default: memory only)."],
@@ -73,6 +74,7 @@ class Options(usage.Options):
 
     def __init__(self):
         super().__init__()
+        self.built: Emulation | None = None  # see emulation()
         self["listen"] = []
         self["listen-tls"] = []
         self["fault"] = []
@@ -131,34 +133,47 @@ class Options(usage.Options):
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         try:
-            self["loaded_profile"] = profiles.load(self["profile"])
+            self["loaded_profile"] = load_profile(self["profile"])
         except profiles.ProfileError as e:
             raise usage.UsageError(f"bad profile: {e}") from None
         if self["accounts"] and not set(auth.VERBS) & set(self["loaded_profile"].commands):
             raise usage.UsageError(f"--account: profile {self['profile']} has no AUTH or XAUTH")
-        self["loaded_profile"] = auth.with_accounts(self["loaded_profile"], self["accounts"])
+        self["loaded_profile"] = load_profile(self["loaded_profile"], self["accounts"])
         _middlebox_options(self)
         tls = self["loaded_profile"].sections["tls"]
         if self["listen-tls"] and not tls.implicit:
             raise usage.UsageError(
                 f"--listen-tls: {self['profile']} never offered TLS from the first byte (tls: implicit: false); "
                 "a client configured for SMTPS gets connection refused, as in KB Q218430")
-        try:
-            self["emulation"] = Emulation(
-                self["loaded_profile"], hostname=self["hostname"], state_dir=self["state-dir"],
-                tls_cert=self["tls-cert"], tls_key=self["tls-key"],
-                store=MessageStore(self["maildir"], fsync=self["fsync"]),
-                transcripts=TranscriptStore(self["transcripts"]),
-                events=EventLog(self["log-format"], sys.stdout),
-                middlebox=self["loaded_middlebox"], upstream=self["upstream"], seed=self["seed"])
-        except (ValueError, OSError) as e:
-            raise usage.UsageError(f"TLS: {e}") from None
         if self["fault"] and self["upstream"]:
             raise usage.UsageError("--fault acts on the emulated server; proxy mode (--upstream) serves none")
-        for fault in self["fault"]:
-            self["emulation"].add_fault(fault)
-        if self["listen-tls"] and self["emulation"].tls_context is None:
+
+    def recipe(self) -> Recipe:
+        """What the options ask to serve."""
+        return Recipe(self["loaded_profile"], hostname=self["hostname"], middlebox=self["loaded_middlebox"],
+                      upstream=self["upstream"], seed=self["seed"], faults=tuple(self["fault"]),
+                      state_dir=self["state-dir"], tls_cert=self["tls-cert"], tls_key=self["tls-key"],
+                      maildir=self["maildir"], fsync=self["fsync"], transcripts=self["transcripts"],
+                      log_format=self["log-format"])
+
+
+def emulation(options: Options) -> Emulation:
+    """The emulation parsed C{options} describe, built on the first call and
+    the same one after it (C{emulator serve} builds it to say what it serves,
+    then twistd's L{makeService} takes it): the Maildir and transcript
+    folders are created, and certificates may be generated.
+
+    @raise usage.UsageError: it cannot be built, in one line.
+    """
+    if options.built is None:
+        try:
+            built = build(options.recipe())
+        except (ValueError, OSError) as e:
+            raise usage.UsageError(f"TLS: {e}") from None
+        if options["listen-tls"] and built.tls_context is None:
             raise usage.UsageError("--listen-tls needs a certificate: the profile's tls: certificate, or --tls-cert/--tls-key")
+        options.built = built
+    return options.built
 
 
 def _middlebox_options(options: Options) -> None:
@@ -182,39 +197,20 @@ def _middlebox_options(options: Options) -> None:
         raise usage.UsageError("--listen-tls: a middlebox inspects plaintext SMTP and cannot front implicit TLS")
 
 
-class ListenerService(StreamServerEndpointService):
-    """Listens, says where, and makes twistd fail if it cannot."""
-
-    _raiseSynchronously = True
-
-    def privilegedStartService(self):
-        super().privilegedStartService()
-        self._waitingForPort.addCallback(self._listening)
-
-    def _listening(self, port):
-        address = port.getHost()
-        getattr(self.factory, "bound", lambda port: None)(port)
-        log.info("listening on {host}:{port} ({description}), profile {profile}",
-                 host=address.host, port=address.port, description=self.description,
-                 profile=self.profile, announce=True)
-        return port
-
-
 def makeService(options: Options) -> service.MultiService:
     """One listener per C{--listen}/C{--listen-tls}, sharing one L{Emulation}."""
     from twisted.internet import reactor
 
+    try:
+        built = emulation(options)
+    except usage.UsageError as e:
+        raise SystemExit(f"twistd emulator: {e}") from None  # one line; twistd would print a traceback
     top = service.MultiService()
-    emulation = options["emulation"]
-    control = Control(emulation, hostname=options["hostname"], middlebox=options["loaded_middlebox"],
+    control = Control(built, hostname=options["hostname"], middlebox=options["loaded_middlebox"],
                       upstream=options["upstream"], accounts=options["accounts"], reactor=reactor)
     plain = [(d, False) for d in options["listen"]]
     for description, implicit in plain + [(d, True) for d in options["listen-tls"]]:
-        factory = control.listener(description, implicit_tls=implicit)
-        listener = ListenerService(endpoints.serverFromString(reactor, description), factory)
-        listener.description = description + (" (implicit TLS)" if implicit else "")
-        listener.profile = emulation.served
-        listener.setServiceParent(top)
+        control.serve(description, implicit_tls=implicit).setServiceParent(top)
     if options["api"]:
         from emulator.control.api import APIService
 

@@ -3,9 +3,9 @@ The sans-IO relay of one connection through a middlebox: bytes in from each
 side, bytes out to each side.
 
     relay = Relay(box)
-    relay.server_data(b"220 ...\\r\\n")   # -> [ToClient(b"220 ****...\\r\\n")]
-    relay.client_data(b"EHLO x\\r\\n")    # -> [Event(...), ToServer(b"XXXX x\\r\\n")]
-    relay.client_closed()                # -> [CloseServer()]
+    relay.server_data(b"220 ...\\r\\n")   # -> [Send(b"220 ****...\\r\\n")]
+    relay.client_data(b"EHLO x\\r\\n")    # -> [Event(...), SendUpstream(b"XXXX x\\r\\n")]
+    relay.client_closed()                # -> [CloseUpstream()]
 
 It follows the SMTP dialogue as an inspecting firewall does: client input is
 cut into command lines, server replies are matched to the commands they
@@ -14,42 +14,22 @@ C{DATA} passes segment by segment until CRLF.CRLF, and after a successful
 C{STARTTLS} (or when the middlebox calls L{Relay.tunnel}) bytes pass
 unexamined both ways.  The middlebox type's hooks decide what is rewritten.
 Like L{emulator.core.connection}, it never touches a socket, a clock or a file.
+
+Its actions are the core's (L{emulator.core.actions}): the client is the
+peer the host serves, so what goes to it is L{Send} and L{Close}, as from a
+server; only the server leg has actions of its own, L{SendUpstream} and
+L{CloseUpstream}.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
-from emulator.core.actions import Event
+from emulator.core.actions import Close, CloseUpstream, Event, Send, SendUpstream
 
 END_OF_DATA = b"\r\n.\r\n"
 GREETING = None  # what the first server reply answers
 LINE_LIMIT = 4096  # bytes without a line end after which a partial command is judged as it is
-
-
-@dataclass(frozen=True, slots=True)
-class ToClient:
-    """Write C{data} to the client."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ToServer:
-    """Write C{data} to the server."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class CloseClient:
-    """Close the client's connection after pending writes."""
-
-
-@dataclass(frozen=True, slots=True)
-class CloseServer:
-    """Close the server's connection after pending writes."""
 
 
 class Relay:
@@ -112,7 +92,7 @@ class Relay:
 
     def client_closed(self) -> list:
         """The client went away: so does the server connection."""
-        self._out.append(CloseServer())
+        self._out.append(CloseUpstream())
         return self._flush()
 
     def server_closed(self) -> list:
@@ -121,7 +101,7 @@ class Relay:
         self._reply, self._server = [], bytearray()
         if rest:
             self._to_client(rest)
-        self._out.append(CloseClient())
+        self._out.append(Close())
         return self._flush()
 
     # -- the middlebox type's side ---------------------------------------
@@ -208,11 +188,11 @@ class Relay:
 
     def _to_client(self, data: bytes) -> None:
         if data:
-            self._out.append(ToClient(data))
+            self._out.append(Send(data))
 
     def _to_server(self, data: bytes) -> None:
         if data:
-            self._out.append(ToServer(data))
+            self._out.append(SendUpstream(data))
 
     def _flush(self) -> list:
         """The actions so far, adjacent writes to one side joined (one segment
@@ -220,7 +200,7 @@ class Relay:
         actions, self._out = self._out, []
         out = []
         for action in actions:
-            if out and type(action) in (ToClient, ToServer) and type(out[-1]) is type(action):
+            if out and type(action) in (Send, SendUpstream) and type(out[-1]) is type(action):
                 out[-1] = type(action)(out[-1].data + action.data)
             else:
                 out.append(action)

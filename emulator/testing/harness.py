@@ -2,7 +2,8 @@
 Public helpers for testing against the emulator without sockets.
 
 L{Harness} drives the sans-IO core in memory and records the same
-L{Transcript} the network host records, so a test reads like a session::
+L{Transcript} the network host records (through the same interpreter of
+actions, L{emulator.host.interpreter}), so a test reads like a session::
 
     h = Harness("ims55sp4")
     h.connect()
@@ -16,12 +17,11 @@ import socket
 import sys
 import time
 
-from emulator.auth import mechanisms as auth
-
-from emulator.profiles import loader as profiles
-from emulator.core.actions import Close, Delay, Deliver, Event, Message, Send, StartTLS
 from emulator.capture.transcript import Transcript
+from emulator.core.actions import Message
 from emulator.core.connection import Server, ServerConnection
+from emulator.host.interpreter import Interpreter
+from emulator.host.recipe import Recipe
 
 DATE = "Mon, 23 Nov 2026 10:00:00 +0000"
 
@@ -56,12 +56,32 @@ def wait_for_banner(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -
     raise TimeoutError(f"no banner on {host}:{port} within {timeout} s")
 
 
-class Harness:
+class InMemory(Interpreter):
+    """The wire of an in-memory host: what is written is collected and
+    returned by the call that caused it, and no time passes (records at 0)."""
+
+    def _now(self) -> float:
+        return 0
+
+    def _write(self, data: bytes) -> None:
+        self._written.append(data)
+
+    def _collect(self, step, *args) -> bytes:
+        """Run C{step(*args)}; return what was written to the peer meanwhile."""
+        self._written = []
+        step(*args)
+        written, self._written = self._written, []
+        return b"".join(written)
+
+
+class Harness(InMemory):
     """One in-memory connection to an emulated server.
 
     @ivar messages: messages the server accepted (as L{Message}).
     @ivar closed: the server closed the connection (C{"close"} or C{"abort"}).
     @ivar tls_pending: the server asked for a TLS handshake; call L{handshake}.
+    @ivar delays: the seconds of each delay the server asked for (none is waited).
+    @ivar fail_storage: set it, and storing a message fails (as a full disk would).
 
     C{accounts} are added to the profile's (C{"user:password"},
     C{"DOMAIN\\user:password"} or L{emulator.auth.accounts.Account}), as
@@ -72,8 +92,8 @@ class Harness:
                  hostname: str | None = None, server: Server | None = None, session_id: str = "s1",
                  accounts=(), seed: int = 0, faults=()):
         if server is None:
-            server = Server(_load(profile, accounts), hostname=hostname, tls_available=tls_available, seed=seed)
-            server.set_faults(faults)
+            recipe = Recipe(profile, accounts=tuple(accounts), hostname=hostname, seed=seed, faults=tuple(faults))
+            server = recipe.server(tls_available=tls_available)
         self.server = server
         self.conn = ServerConnection(server, peer=peer, session_id=session_id, date=DATE)
         self.transcript = Transcript(session_id, server.profile.name, f"{peer[0]}:{peer[1]}", seed=server.seed)
@@ -86,59 +106,49 @@ class Harness:
 
     def connect(self) -> bytes:
         """Open the connection; return the greeting bytes."""
-        return self._run(self.conn.connect())
+        return self._collect(self._run, self.conn.connect())
 
     def send(self, data: bytes) -> bytes:
         """Client bytes in; the server's bytes out."""
-        self.transcript.received(0, data, self.tls)
-        return self._run(self.conn.receive(data))
+        self._received(data)
+        return self._collect(self._run, self.conn.receive(data))
 
     def handshake(self, **info) -> bytes:
         """Complete the TLS handshake the server asked for."""
         assert self.tls_pending, "the server did not ask for TLS"
-        self.tls_pending, self.tls = False, True
-        self.transcript.event(0, "tls_established", **info)
-        return self._run(self.conn.tls_established(info))
+        self.tls_pending = False
+        self._secured(info)
+        return self._collect(self._run, self.conn.tls_established(info))
 
     def lose(self) -> bytes:
         """The client goes away."""
-        return self._run(self.conn.connection_lost())
+        return self._collect(self._run, self.conn.connection_lost())
 
     def timeout(self) -> bytes:
-        """The idle timer fires."""
-        self.transcript.event(0, "idle_timeout")
-        return self._run(self.conn.timed_out())
+        """The timer of the current phase fires (idle, DATA or handshake)."""
+        return self._collect(self._run, self.conn.timed_out())
 
     def human(self) -> str:
         return self.transcript.human()
 
-    def _run(self, actions) -> bytes:
-        out = []
-        for action in actions:
-            kind = type(action)
-            if kind is Send:
-                out.append(action.data)
-                self.transcript.sent(0, action.data, self.tls)
-            elif kind is Deliver:
-                reply = action.failed if self.fail_storage else action.accepted
-                if not self.fail_storage:
-                    self.messages.append(action.message)
-                    self.transcript.event(0, "message_accepted", bytes=len(action.message.data),
-                                          recipients=len(action.message.recipients))
-                out.append(reply)
-                self.transcript.sent(0, reply, self.tls)
-            elif kind is Event:
-                self.transcript.event(0, action.name, **action.fields)
-            elif kind is StartTLS:
-                self.tls_pending = True
-                self.transcript.event(0, "tls_starting")
-            elif kind is Close:
-                self.closed = "abort" if action.abort else "close"
-                self.transcript.event(0, "closed", abort=action.abort)
-            elif kind is Delay:
-                self.delays.append(action.seconds)
-                self.transcript.event(0, "delay", seconds=action.seconds)
-        return b"".join(out)
+    # -- the wire (see emulator.host.interpreter) -------------------------
+
+    def _start_tls(self) -> None:
+        self.tls_pending = True
+
+    def _close(self, abort: bool) -> None:
+        self.closed = "abort" if abort else "close"
+        self._ended(abort=abort)
+
+    def _delay(self, seconds: float, rest: list) -> None:
+        self.delays.append(seconds)
+        self._record("delay", seconds=seconds)
+        self._run(rest)
+
+    def _store(self, message: Message) -> None:
+        if self.fail_storage:
+            raise OSError("fail_storage is set")
+        self.messages.append(message)
 
 
 class ReactorThread:
@@ -216,12 +226,6 @@ class RunningServer:
         ReactorThread.call(self._port.stopListening)
 
 
-def _load(profile, accounts=()) -> profiles.Profile:
-    """A profile given by name, path or as loaded, with C{accounts} added."""
-    loaded = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
-    return auth.with_accounts(loaded, accounts)
-
-
 def start_server(profile, *, maildir=None, transcripts=None, hostname=None, state_dir=None,
                  tls_cert=None, tls_key=None, implicit_tls: bool = False,
                  interface: str = "127.0.0.1", middlebox=None, upstream=None, accounts=(),
@@ -233,22 +237,26 @@ def start_server(profile, *, maildir=None, transcripts=None, hostname=None, stat
     C{middlebox} (a type name, file or L{emulator.middlebox.Middlebox})
     stands in front of the profile, or of C{upstream} (a client endpoint).
     C{accounts} are added to the profile's, as for L{Harness}."""
-    from emulator.host.emulation import Emulation
-    from emulator.capture.maildir import MessageStore
-    from emulator.capture.transcript import TranscriptStore
+    from emulator.host.emulation import build  # Twisted: imported only when a server starts
 
-    if isinstance(middlebox, str):
-        from emulator.middlebox import load
+    emulation = build(Recipe(profile, accounts=tuple(accounts), hostname=hostname, middlebox=middlebox,
+                             upstream=upstream, seed=seed, state_dir=state_dir, tls_cert=tls_cert, tls_key=tls_key,
+                             maildir=maildir, transcripts=transcripts))
+    service = ReactorThread.call(listen, emulation, interface, implicit_tls=implicit_tls)
+    return RunningServer(emulation, service.port)
 
-        middlebox = load(middlebox)
-    emulation = Emulation(_load(profile, accounts), hostname=hostname, state_dir=state_dir, tls_cert=tls_cert,
-                          tls_key=tls_key, store=MessageStore(maildir), transcripts=TranscriptStore(transcripts),
-                          middlebox=middlebox, upstream=upstream, seed=seed)
 
-    def listen():
-        from twisted.internet import reactor
+def listen(emulation, interface: str = "127.0.0.1", *, implicit_tls: bool = False):
+    """Serve C{emulation} on C{interface}, a port the system picks, as
+    C{twistd emulator} serves a C{--listen} endpoint
+    (L{emulator.control.listeners.Control.serve}); call it in the reactor
+    thread.  Returns the started L{emulator.control.listeners.ListenerService}:
+    its C{factory} is the L{emulator.control.listeners.Listener}, its
+    C{port} the listening port."""
+    from twisted.internet import reactor
 
-        factory = emulation.factory(f"tcp:0:interface={interface}", implicit_tls=implicit_tls, reactor=reactor)
-        return RunningServer(emulation, reactor.listenTCP(0, factory, interface=interface))
+    from emulator.control.listeners import Control
 
-    return ReactorThread.call(listen)
+    service = Control(emulation, reactor=reactor).serve(f"tcp:0:interface={interface}", implicit_tls=implicit_tls)
+    service.startService()
+    return service

@@ -11,18 +11,19 @@ both legs as the Twisted edge does::
 
 from __future__ import annotations
 
-from emulator.core.actions import Event
-from emulator.middlebox import Middlebox, load
-from emulator.middlebox.relay import CloseClient, CloseServer, Relay, ToClient, ToServer
-from emulator.testing.harness import Harness
 from emulator.capture.transcript import Transcript
+from emulator.middlebox import Middlebox, load
+from emulator.middlebox.relay import Relay
+from emulator.testing.harness import Harness, InMemory
 
 
-class MiddleboxHarness:
+class MiddleboxHarness(InMemory):
     """One in-memory connection through a middlebox to an emulated server.
 
     C{box} is a L{Middlebox}, a type name or a file, or None for the
-    profile's own C{middlebox:} section.
+    profile's own C{middlebox:} section.  The relay's actions are carried
+    out by the interpreter the Twisted middlebox edge uses
+    (L{emulator.host.interpreter}), with the L{Harness} as the server leg.
 
     @ivar server: the L{Harness} of the server leg (its own transcript and
         the messages it accepted).
@@ -47,45 +48,36 @@ class MiddleboxHarness:
 
     def connect(self) -> bytes:
         """Open both legs; return what the client gets of the greeting."""
-        return self._from_server(self.server.connect())
+        return self._collect(self._from_server, self.server.connect())
 
     def send(self, data: bytes) -> bytes:
         """One segment from the client; return what the client gets back."""
-        self.transcript.received(0, data)
-        return self._run(self.relay.client_data(data))
+        self._received(data)
+        return self._collect(self._run, self.relay.client_data(data))
 
     def lose(self) -> bytes:
         """The client goes away."""
-        return self._run(self.relay.client_closed())
+        return self._collect(self._run, self.relay.client_closed())
 
     def human(self) -> str:
         return self.transcript.human()
 
-    def _from_server(self, data: bytes) -> bytes:
-        out = b""
+    def _from_server(self, data: bytes) -> None:
         if data:
-            self.transcript.server_leg(0, "s", data)
-            out = self._run(self.relay.server_data(data))
+            self._received_upstream(data)
+            self._run(self.relay.server_data(data))
         if self.server.closed and not self.closed:
-            self.transcript.event(0, "upstream_closed")
-            out += self._run(self.relay.server_closed())
-        return out
+            self._upstream_ended()
+            self._run(self.relay.server_closed())
 
-    def _run(self, actions) -> bytes:
-        out = []
-        for action in actions:
-            kind = type(action)
-            if kind is ToClient:
-                self.transcript.sent(0, action.data)
-                out.append(action.data)
-            elif kind is ToServer:
-                self.transcript.server_leg(0, "c", action.data)
-                out.append(self._from_server(self.server.send(action.data)))
-            elif kind is Event:
-                self.transcript.event(0, action.name, **action.fields)
-            elif kind is CloseClient:
-                self.closed = True
-                self.transcript.event(0, "closed")
-            elif kind is CloseServer:
-                self.server.lose()
-        return b"".join(out)
+    # -- the wire (see emulator.host.interpreter) -------------------------
+
+    def _close(self, abort: bool) -> None:
+        self.closed = True
+        self._ended()
+
+    def _send_upstream(self, data: bytes) -> None:
+        self._from_server(self.server.send(data))
+
+    def _close_upstream(self) -> None:
+        self.server.lose()

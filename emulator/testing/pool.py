@@ -25,11 +25,12 @@ import threading
 import time
 from pathlib import Path
 
-from emulator.profiles import loader as profiles
 from emulator.control.listeners import headed
-from emulator.testing.harness import ReactorThread
+from emulator.host.emulation import build
+from emulator.host.recipe import DEFAULT_PROFILE, Recipe, load_profile
+from emulator.profiles import loader as profiles
+from emulator.testing.harness import ReactorThread, listen
 
-DEFAULT_PROFILE = "ims55sp4"
 LOOPBACK = "127.0.0.1"
 
 
@@ -84,10 +85,7 @@ class ServerPool:
         objects = tuple(o for o in (profile, middlebox) if o is not None and not isinstance(o, str))
         key = (profile if isinstance(profile, str) else id(profile), bool(tls), bool(implicit_tls), hostname,
                middlebox if middlebox is None or isinstance(middlebox, str) else id(middlebox), tuple(accounts))
-        if accounts:
-            from emulator.auth import mechanisms as auth
-
-            loaded = auth.with_accounts(loaded, accounts)
+        loaded = load_profile(loaded, accounts)
         server = self._servers.get(key)
         if server is None:
             server = self._servers[key] = self._listen(loaded, tls=tls, implicit_tls=implicit_tls, hostname=hostname,
@@ -108,30 +106,19 @@ class ServerPool:
 
     def _listen(self, loaded: profiles.Profile, *, tls: bool, implicit_tls: bool, hostname: str | None,
                 middlebox) -> _Server:
-        from emulator.host.emulation import Emulation
-
         cert = key = None
         if tls:
             cert, key = self._loopback_certificate(loaded, hostname or loaded.hostname)
-        if isinstance(middlebox, str):
-            from emulator.middlebox import load
+        emulation = build(Recipe(loaded, hostname=hostname, middlebox=middlebox, state_dir=self.state_dir,
+                                 tls_cert=cert, tls_key=key))
 
-            middlebox = load(middlebox)
-        emulation = Emulation(loaded, hostname=hostname, state_dir=self.state_dir, tls_cert=cert, tls_key=key,
-                              middlebox=middlebox)
-
-        def listen():
-            from twisted.internet import reactor
-
-            from emulator.control.listeners import Listener
-
+        def start():
             self._observe()
-            listener = Listener(f"tcp:0:interface={LOOPBACK}", emulation, implicit_tls=implicit_tls, reactor=reactor)
-            port = reactor.listenTCP(0, listener, interface=LOOPBACK)
-            listener.bound(port)
-            return _Server(loaded, emulation, listener, port, LOOPBACK, port.getHost().port)
+            service = listen(emulation, LOOPBACK, implicit_tls=implicit_tls)
+            port = service.port
+            return _Server(loaded, emulation, service.factory, port, LOOPBACK, port.getHost().port)
 
-        return ReactorThread.call(listen)
+        return ReactorThread.call(start)
 
     def _loopback_certificate(self, loaded: profiles.Profile, hostname: str) -> tuple[Path, Path]:
         """A certificate from the test CA for the host name, C{localhost} and

@@ -16,16 +16,23 @@ def test_replies_keep_their_order_when_the_socket_buffer_fills(serve, monkeypatc
     queues in Twisted's buffer, and later replies must wait behind it.  Every
     reply arrives once, in order, and both paths were taken."""
     taken = []
-    real = protocol._send_now
+    real = protocol.write_now
 
-    def spy(sock, data):
-        if not taken:  # a small kernel buffer, so that it fills (Linux doubles the figure)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        sent = real(sock, data)
-        taken.append(sent == len(data))
-        return sent
+    def spy(transport, data):
+        if "write" not in vars(transport):  # first write: see what goes to Twisted's buffer
+            # a small kernel buffer, so that it fills (Linux doubles the figure)
+            transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            buffered = transport.write
 
-    monkeypatch.setattr(protocol, "_send_now", spy)
+            def write(rest):
+                taken[-1] = False
+                buffered(rest)
+
+            transport.write = write
+        taken.append(True)  # unless some of it is left to Twisted's buffer
+        real(transport, data)
+
+    monkeypatch.setattr(protocol, "write_now", spy)
     server = serve("ims55sp4")
     count, pad = 4000, b"p" * 300  # about 1.3 MB of replies
     commands = b"HELO client.example\r\n" + b"".join(
