@@ -165,5 +165,5 @@ def test_help_and_readme_document_the_middlebox_options_and_types():
     for name in middlebox.types_():
         assert f"### `{name}`" in readme
     for name in profiles.names():
-        if profiles.load(name).sections["middlebox"] is not None:
+        if profiles.load(name).middlebox is not None:
             assert f"| `{name}` |" in readme

@@ -56,9 +56,8 @@ class Server:
     C{random_bytes(n)} is where the core gets randomness (an NTLM server
     challenge): the host's choice, C{os.urandom} unless a test injects one.
 
-    A profile section object with an C{adapt_verbs(table)} method returns the
-    verb table to use instead of the one the profile's C{commands:} pick (the
-    C{auth:} section gates MAIL this way when authentication is required).
+    C{verbs} is this server's copy of the profile's verb table (the handlers
+    its C{commands:} pick, MAIL gated when its C{auth:} requires a login).
     """
 
     profile: "Profile"  # noqa: F821 (emulator.profiles.loader.Profile; no import cycle)
@@ -72,13 +71,8 @@ class Server:
         self.hostname = self.hostname or self.profile.hostname
         self.constants = {"hostname": self.hostname, "version": self.profile.version}
         self.set_faults(())
-        self.tls: TLSConfig = self.profile.sections.get("tls") or TLSConfig()
-
-        self.verbs = commands.table(self.profile.commands)
-        for section in self.profile.sections.values():
-            adapt = getattr(section, "adapt_verbs", None)
-            if adapt is not None:
-                self.verbs = adapt(self.verbs)
+        self.tls: TLSConfig = self.profile.tls
+        self.verbs = dict(self.profile.handlers)
         used = {name: _fields(reply) for name, reply in self.profile.replies.items()}
         self._static = {
             name: replies.render(reply.format(self.constants))

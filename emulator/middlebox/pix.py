@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 
-from emulator.middlebox import Middlebox, invalid, register
+from emulator.middlebox.base import Middlebox
+from emulator.schema import invalid
 
 # RFC 821 section 4.5.1's minimum implementation: all that Mail Guard passed.
 RFC821_MINIMUM = ("HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT")
 
 
-@register("pix-mailguard")
+@dataclass(frozen=True)
 class PIXMailguard(Middlebox):
     """Cisco PIX Mail Guard in front of an SMTP server.
 
@@ -50,6 +51,7 @@ class PIXMailguard(Middlebox):
         whole C{.CRLF} still passes (Postfix's reading of the bug).
     """
 
+    type = "pix-mailguard"
     boundary_sensitive = True  # dotcrlf_bug depends on segment boundaries
 
     commands: list[str] = field(default_factory=lambda: list(RFC821_MINIMUM))

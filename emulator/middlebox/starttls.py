@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from msgspec import Meta
 
 from emulator.core import replies
-from emulator.middlebox import Middlebox, invalid, register
+from emulator.middlebox.base import Middlebox
+from emulator.schema import invalid
 
 
-@register("starttls-intercept")
+@dataclass(frozen=True)
 class StartTLSIntercept(Middlebox):
     """A firewall that answers the client's C{STARTTLS} itself and never
     passes it on, then passes the client's TLS handshake to a server that
@@ -27,6 +31,8 @@ class StartTLSIntercept(Middlebox):
 
     @ivar reply: what the firewall answers to STARTTLS, with its code.
     """
+
+    type = "starttls-intercept"
 
     reply: str = "220 Ready to start TLS"
 
@@ -47,7 +53,7 @@ class StartTLSIntercept(Middlebox):
         return None
 
 
-@register("starttls-strip")
+@dataclass(frozen=True)
 class StartTLSStrip(Middlebox):
     """Cisco ASA C{inspect esmtp} with its default C{no allow-tls}: "The
     STARTTLS indication is removed from the session connection attempt,
@@ -61,12 +67,12 @@ class StartTLSStrip(Middlebox):
         C{mask} action for other EHLO parameters) [P].
     """
 
+    type = "starttls-strip"
+
     keywords: list[str] = field(default_factory=lambda: ["STARTTLS"])
-    how: str = "remove"
+    how: Annotated[Literal["remove", "mask"], Meta(description="remove or mask")] = "remove"
 
     def __post_init__(self):
-        if self.how not in ("remove", "mask"):
-            raise invalid("how", f"must be remove or mask, not {self.how!r}")
         object.__setattr__(self, "_hidden", frozenset(k.upper() for k in self.keywords))
 
     def on_reply(self, relay, command: str, reply: bytes) -> bytes:

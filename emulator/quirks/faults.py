@@ -23,23 +23,31 @@ import itertools
 import random
 import re
 from collections import Counter
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
-from emulator.core import replies
+from msgspec import Meta
+
+from emulator import schema
+from emulator.core import commands, replies
 from emulator.core.actions import Delay, Send
-from emulator.quirks import Quirk, register
+from emulator.quirks.base import Quirk
+from emulator.schema import invalid
 
 _STEP = re.compile(r"\A(?:\*|\.|[A-Za-z][A-Za-z0-9_-]*)\Z")
 _ALIASES = {".": "DATA_END"}
+#: The steps a fault knows, upper case, as they are written: the two that are
+#: not verbs, then every verb the emulator or an EHLO keyword names.
+STEPS = {"CONNECT": "connect", "DATA_END": "data_end",
+         **{verb: verb for verb in (*commands.VERBS, *commands.KEYWORD_VERBS.values())}}
+# A step this close to a known one is a misspelling (RCTP, MIAL, STARTLS: one
+# letter swapped, lost or doubled in a verb); a verb further from all of them
+# is a product's own command that a fault may answer (XYZZY, X-EXPS).
+_MISSPELT = 0.75
 # Reply fields a fault can fill in: what is known at any step.
 _FIELDS = {"hostname", "version", "peer_ip", "peer_port", "date", "verb", "argument"}
 _tokens = itertools.count(1)
-
-
-def _error(key: str, problem: str) -> ValueError:
-    error = ValueError(problem)
-    error.key = key
-    return error
+#: A non-negative count or number of seconds.
+NotNegative = Meta(ge=0)
 
 
 def parse_reply(key: str, text) -> replies.Reply:
@@ -47,12 +55,25 @@ def parse_reply(key: str, text) -> replies.Reply:
     try:
         reply = replies.parse(text)
     except replies.ReplyError as e:
-        raise _error(key, str(e)) from None
+        raise invalid(key, str(e)) from None
     unknown = {f for line in reply.lines for f in re.findall(r"(?<!\{)\{(\w+)\}", line)} - _FIELDS
     if unknown:
-        raise _error(key, f"field {{{sorted(unknown)[0]}}} is not known at every step; "
-                          f"a fault may use {', '.join(sorted(_FIELDS))}")
+        raise invalid(key, f"field {{{sorted(unknown)[0]}}} is not known at every step; "
+                           f"a fault may use {', '.join(sorted(_FIELDS))}")
     return reply
+
+
+def _step(command: str) -> str:
+    """The step C{command} names, upper case, or L{SchemaError<emulator.schema.SchemaError>}."""
+    if not _STEP.match(command):
+        raise invalid("command", "must be connect, a verb, data_end, . or *")
+    step = _ALIASES.get(command, command.upper())
+    if step != "*" and step not in STEPS:
+        guess = schema.did_you_mean(step, STEPS, cutoff=_MISSPELT)
+        if guess:
+            raise invalid("command", f"unknown step {command!r}; {guess}known steps: "
+                                     f"{', '.join(STEPS.values())}, . or *")
+    return step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +82,9 @@ class Fault(Quirk):
 
     @ivar command: the step: C{connect} (the greeting), a verb (C{RCPT}),
         C{data_end} or C{.} (the end of the message data, smtp-sink's C{.}),
-        or C{*} (every step).
+        or C{*} (every step).  A verb the emulator has no handler for is
+        allowed (a product's own command), unless it is so close to a known
+        step that it must be a misspelling (C{RCTP}): that is refused.
     @ivar match: a regular expression searched in the step's argument (the
         message itself at C{data_end}); the fault only sees steps it matches.
     @ivar from: the first matching occurrence to fire on, counted from 1.
@@ -76,39 +99,28 @@ class Fault(Quirk):
     _: dataclasses.KW_ONLY
     command: str = "*"
     match: str | None = None
-    from_: int = 1
-    times: int = 0
-    scope: str = "connection"
-    probability: float = 1.0
+    from_: Annotated[int, Meta(ge=1)] = 1
+    times: Annotated[int, NotNegative] = 0
+    scope: Annotated[Literal["connection", "peer"], Meta(description="connection or peer")] = "connection"
+    probability: Annotated[float, Meta(ge=0, le=1)] = 1.0
 
     #: the attribute that C{--fault 'STEP:TYPE=VALUE'} sets
     primary: ClassVar[str | None] = None
-    #: the lowest value of each numeric attribute (by field name)
-    minimum: ClassVar[dict] = {}
     #: True for faults that change how a reply is written; the reply after
     #: DATA is written by the host once the message is stored, so these
     #: cannot take C{data_end}
     shapes_writes: ClassVar[bool] = False
 
     def __post_init__(self):
-        if not _STEP.match(self.command):
-            raise _error("command", "must be connect, a verb, data_end, . or *")
-        step = _ALIASES.get(self.command, self.command.upper())
+        step = _step(self.command)
         if self.shapes_writes and step == "DATA_END":
-            raise _error("command", f"{self.type} cannot act on the reply after DATA "
-                                    "(the host writes it once the message is stored); use delay")
+            raise invalid("command", f"{self.type} cannot act on the reply after DATA "
+                                     "(the host writes it once the message is stored); use delay")
         object.__setattr__(self, "command", step)
         try:
             object.__setattr__(self, "_pattern", re.compile(self.match) if self.match is not None else None)
         except re.error as e:
-            raise _error("match", f"not a regular expression: {e}") from None
-        for name, low in {"from_": 1, "times": 0, **self.minimum}.items():
-            if getattr(self, name) < low:
-                raise _error(name.rstrip("_"), f"must be {low} or more" if low else "must not be negative")
-        if self.scope not in ("connection", "peer"):
-            raise _error("scope", "must be connection or peer")
-        if not 0 <= self.probability <= 1:
-            raise _error("probability", "must be from 0 to 1")
+            raise invalid("match", f"not a regular expression: {e}") from None
         if hasattr(self, "reply"):  # checked once, filled in at each firing
             object.__setattr__(self, "_reply", parse_reply("reply", self.reply))
         object.__setattr__(self, "_token", next(_tokens))  # this instance's counters
@@ -185,7 +197,7 @@ def _ordinal(conn) -> int:
 # -- answering instead of the server ----------------------------------------
 
 
-@register("reply")
+@dataclasses.dataclass(frozen=True)
 class ReplyFault(Fault):
     """Answer the step with a given reply instead of running it (smtp-sink's
     per-command hard and soft errors).  At C{data_end} the message is then
@@ -200,6 +212,8 @@ class ReplyFault(Fault):
         C{{date}}, C{{verb}}, C{{argument}}.
     """
 
+    type = "reply"
+
     reply: str | list[str]
     primary = "reply"
 
@@ -208,7 +222,7 @@ class ReplyFault(Fault):
         return True
 
 
-@register("disconnect")
+@dataclasses.dataclass(frozen=True)
 class Disconnect(Fault):
     """End the connection at the step instead of answering it.
 
@@ -222,14 +236,11 @@ class Disconnect(Fault):
     @ivar reply: what C{reply} mode sends.
     """
 
-    mode: str = "reply"
+    type = "disconnect"
+
+    mode: Annotated[Literal["reply", "close", "reset"], Meta(description="reply, close or reset")] = "reply"
     reply: str | list[str] = "421 {hostname} Service not available, closing transmission channel"
     primary = "mode"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.mode not in ("reply", "close", "reset"):
-            raise _error("mode", "must be reply, close or reset")
 
     def act(self, conn, arg: bytes) -> bool:
         if self.mode == "reply":
@@ -238,7 +249,7 @@ class Disconnect(Fault):
         return True
 
 
-@register("stall")
+@dataclasses.dataclass(frozen=True)
 class Stall(Fault):
     """Fall silent at the step: answer nothing more and ignore all further
     input, until the client gives up (or the profile's idle timeout ends
@@ -248,6 +259,8 @@ class Stall(Fault):
     RFC 5321 section 4.5.3.2 (the client's timeouts this tests).
     """
 
+    type = "stall"
+
     def act(self, conn, arg: bytes) -> bool:
         conn.stall()
         return True
@@ -256,7 +269,7 @@ class Stall(Fault):
 # -- changing when and how the reply is written ------------------------------
 
 
-@register("delay")
+@dataclasses.dataclass(frozen=True)
 class DelayFault(Fault):
     """Wait before answering the step, reading nothing meanwhile
     (Toxiproxy's C{latency}, smtp-sink's C{-w}).
@@ -268,10 +281,11 @@ class DelayFault(Fault):
         (uniform, seeded; never below 0).
     """
 
-    seconds: float = 1.0
-    jitter: float = 0.0
+    type = "delay"
+
+    seconds: Annotated[float, NotNegative] = 1.0
+    jitter: Annotated[float, NotNegative] = 0.0
     primary = "seconds"
-    minimum = {"seconds": 0, "jitter": 0}
 
     def act(self, conn, arg: bytes) -> bool:
         seconds = self.seconds
@@ -312,7 +326,7 @@ def _cut(actions: list, cuts, pause: float) -> list:
     return out
 
 
-@register("split")
+@dataclasses.dataclass(frozen=True)
 class Split(_Shaper):
     """Write the reply in several TCP writes: after each line (a multi-line
     EHLO over several segments) or at chosen byte offsets.  Clients that
@@ -328,19 +342,20 @@ class Split(_Shaper):
         reactor turn, still as its own TCP write.
     """
 
+    type = "split"
+
     at: str | list[int] = "lines"
-    pause: float = 0.0
+    pause: Annotated[float, NotNegative] = 0.0
     primary = "at"
-    minimum = {"pause": 0}
     boundary_sensitive = True
 
     def __post_init__(self):
         super().__post_init__()
         if isinstance(self.at, str) and self.at != "lines":
-            raise _error("at", "must be lines or a list of byte offsets")
+            raise invalid("at", "must be lines or a list of byte offsets")
         if isinstance(self.at, list):
             if not self.at or any(b <= a for a, b in zip([0, *self.at], self.at)):
-                raise _error("at", "offsets must be increasing and above 0")
+                raise invalid("at", "offsets must be increasing and above 0")
             object.__setattr__(self, "at", list(self.at))
 
     def shape(self, conn, actions: list) -> list:
@@ -349,7 +364,7 @@ class Split(_Shaper):
         return _cut(actions, lambda data: self.at, self.pause)
 
 
-@register("tarpit")
+@dataclasses.dataclass(frozen=True)
 class Tarpit(_Shaper):
     """Write the reply a few bytes at a time, with a pause after each
     piece (Toxiproxy's C{slicer} and C{bandwidth}, the spam-trap tarpit).
@@ -361,17 +376,18 @@ class Tarpit(_Shaper):
     @ivar interval: seconds between writes.
     """
 
-    size: int = 1
-    interval: float = 1.0
+    type = "tarpit"
+
+    size: Annotated[int, Meta(ge=1)] = 1
+    interval: Annotated[float, NotNegative] = 1.0
     primary = "size"
-    minimum = {"size": 1, "interval": 0}
     boundary_sensitive = True
 
     def shape(self, conn, actions: list) -> list:
         return _cut(actions, lambda data: range(self.size, len(data), self.size), self.interval)
 
 
-@register("glue")
+@dataclasses.dataclass(frozen=True)
 class Glue(_Shaper):
     """Hold the replies of C{count} consecutive steps, from the one the
     fault fires on, and write them in one TCP write.  A client that sends
@@ -387,9 +403,10 @@ class Glue(_Shaper):
     @ivar count: how many steps' replies go out together.
     """
 
-    count: int = 2
+    type = "glue"
+
+    count: Annotated[int, Meta(ge=2)] = 2
     primary = "count"
-    minimum = {"count": 2}
     boundary_sensitive = True
 
     def _fires(self, conn, step: str, arg: bytes) -> bool:
@@ -421,7 +438,7 @@ class Glue(_Shaper):
         return [*rest, Send(bytes(data))]
 
 
-@register("inject")
+@dataclasses.dataclass(frozen=True)
 class Inject(_Shaper):
     """Send extra reply lines right after the step's reply, in the same
     write.  After STARTTLS's 220 this is the response-injection attack on
@@ -435,6 +452,8 @@ class Inject(_Shaper):
 
     @ivar reply: the injected reply, with its code; a list for several lines.
     """
+
+    type = "inject"
 
     reply: str | list[str]
     primary = "reply"
@@ -463,7 +482,7 @@ class _Framing(Fault):
         return reply
 
 
-@register("bare_lf")
+@dataclasses.dataclass(frozen=True)
 class BareLF(_Framing):
     """End each reply line with a bare LF instead of CRLF.
 
@@ -471,11 +490,13 @@ class BareLF(_Framing):
     that split on CRLF only then never see the end of a reply.
     """
 
+    type = "bare_lf"
+
     def frame(self, reply):
         return dataclasses.replace(reply, line_end="\n")
 
 
-@register("missing_space")
+@dataclasses.dataclass(frozen=True)
 class MissingSpace(_Framing):
     """Write something other than a space after the code of a reply's last
     line: nothing (C{250OK}), or a hyphen (C{250-OK}: the reply never ends
@@ -489,19 +510,16 @@ class MissingSpace(_Framing):
         string or C{-}.
     """
 
-    separator: str = ""
-    primary = "separator"
+    type = "missing_space"
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.separator not in ("", "-"):
-            raise _error("separator", "must be an empty string or -")
+    separator: Annotated[Literal["", "-"], Meta(description="an empty string or -")] = ""
+    primary = "separator"
 
     def frame(self, reply):
         return dataclasses.replace(reply, last_separator=self.separator)
 
 
-@register("trailing_space")
+@dataclasses.dataclass(frozen=True)
 class TrailingSpace(_Framing):
     """Decide whether a reply with no text keeps the space after its code:
     C{"334 "} or C{"334"}.  Both broke real clients around AUTH.
@@ -516,6 +534,8 @@ class TrailingSpace(_Framing):
     @ivar space: true writes C{"334 "}, false writes C{"334"}.
     """
 
+    type = "trailing_space"
+
     space: bool = False
     primary = "space"
 
@@ -523,3 +543,7 @@ class TrailingSpace(_Framing):
         if not reply.lines or reply.lines[-1]:
             return reply
         return dataclasses.replace(reply, bare=not self.space)
+
+
+#: The fault family, in the order C{emulator faults} documents it.
+TYPES = (ReplyFault, Disconnect, Stall, DelayFault, Split, Tarpit, Glue, Inject, BareLF, MissingSpace, TrailingSpace)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from emulator.quirks import Quirk, register
-from emulator.quirks.faults import ReplyFault
+import dataclasses
+from typing import Annotated
+
+from msgspec import Meta
+
+from emulator.quirks.base import Quirk
+from emulator.quirks.faults import NotNegative, ReplyFault
 
 
-@register("reply_override")
+@dataclasses.dataclass(frozen=True)
 class ReplyOverride(Quirk):
     """The first spelling of the C{reply} fault (L{ReplyFault}), kept so that
     profiles written for it still load: answer a chosen occurrence of a
@@ -22,17 +27,16 @@ class ReplyOverride(Quirk):
     @ivar times: how many occurrences from there to answer; 0 means all.
     """
 
+    type = "reply_override"
+
     command: str
     reply: str | list[str]
-    occurrence: int = 1
-    times: int = 1
+    occurrence: Annotated[int, Meta(ge=1)] = 1
+    times: Annotated[int, NotNegative] = 1
 
     def __post_init__(self):
-        try:
-            fault = ReplyFault(self.reply, command=self.command, from_=self.occurrence, times=self.times)
-        except ValueError as e:
-            e.key = "occurrence" if getattr(e, "key", None) == "from" else getattr(e, "key", None)
-            raise
+        # The fault's errors name command or reply, which are keys here too.
+        fault = ReplyFault(self.reply, command=self.command, from_=self.occurrence, times=self.times)
         object.__setattr__(self, "_fault", fault)
 
     def on_connect(self, conn) -> bool:
@@ -43,3 +47,7 @@ class ReplyOverride(Quirk):
 
     def before_data_end(self, conn, data: bytes) -> bool:
         return self._fault.before_data_end(conn, data)
+
+
+#: The reply family.
+TYPES = (ReplyOverride,)

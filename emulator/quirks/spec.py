@@ -17,7 +17,9 @@ case, C{|} separates the lines of a multi-line reply (C{\\|} is a literal
 one), C{,} the numbers of a list, and C{\\\\} is a backslash.
 
 L{parse} gives the same quirk that the profile entry C{{type, attributes}}
-gives, through the same checks; its errors are one line.
+gives, through the same checks (L{emulator.schema}); its errors are one
+line.  This module reads only the text: what each piece means is checked
+where the profile's entries are.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import re
 import types as _types
 import typing
 
-from emulator import quirks
+from emulator import quirks, schema
 from emulator.quirks.faults import Fault
 
 _ESCAPES = {"\\\\": "\ue000", "\\:": "\ue001", "\\|": "\ue002"}
@@ -79,7 +81,7 @@ def _entry(spec: str) -> dict:
     cls = types().get(name)
     if cls is None:
         raise FaultError(f"fault {spec!r}: unknown fault type {name!r}; known: {', '.join(types())}")
-    fields = {quirks.attribute(f): f for f in dataclasses.fields(cls)}
+    fields = {schema.key_of(f): f for f in dataclasses.fields(cls)}
     raw = {"command": step}
     if _ or value:
         if cls.primary is None:
@@ -152,7 +154,7 @@ def attributes(cls) -> list[tuple[str, str, str]]:
     for f in dataclasses.fields(cls):
         if cls is not Fault and f.name in common:
             continue
-        name = quirks.attribute(f)
+        name = schema.key_of(f)
         default = "required" if f.default is dataclasses.MISSING else repr(f.default)
         rows.append((name, default, docs.get(name, "")))
     return rows

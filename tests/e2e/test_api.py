@@ -362,4 +362,4 @@ def test_switching_keeps_command_line_accounts(tmp_path):
 
     alice = auth.parse_account("CORP\\alice:pw")
     control = Control(Emulation(profiles.load("ims55sp4"), state_dir=tmp_path), accounts=[alice], reactor=Clock())
-    assert alice in control.emulation("ims55sp3").profile.sections["auth"].accounts
+    assert alice in control.emulation("ims55sp3").profile.auth.accounts

@@ -1,0 +1,505 @@
+"""
+The one strict reader of profile data.  Server profiles, client profiles,
+their sections, quirks, faults and middleboxes are all read by L{read}, so
+that every mistake is refused the same way: one line, C{key: problem}, which
+the loaders turn into C{file:key: problem} (L{ProfileError}).
+
+A record is a frozen dataclass: its fields are the keys a file may hold (a
+trailing underscore is dropped, so C{from_} is the key C{from}), their types
+say what each key takes, and everything else is refused.  Constraints are
+written on the type with msgspec's C{Meta} inside C{Annotated}::
+
+    times: Annotated[int, Meta(ge=0)] = 0
+    scope: Annotated[Literal["connection", "peer"], Meta(description="connection or peer")] = "connection"
+    password: Annotated[str, SECRET]          # never repeated in an error
+
+(C{ge}, C{gt}, C{le}, C{min_length}; a C{description} replaces the words
+a type or range error would use; L{SECRET} keeps a value out of every
+message; C{NOUN} names what the keys of a nested record are), choices are
+C{Literal}, and rules across keys are the record's C{__post_init__}, which
+raises L{invalid}C{(key, problem)}.  Kinds written C{{type, attributes}}
+(quirks, middleboxes) are a L{Family}: the type picks a record, whose fields
+are the attributes.
+
+The work is done by msgspec (C{msgspec.convert(..., strict=True)}, in C):
+types, ranges, choices, unknown and missing keys, with the path of each
+problem, which L{read} words as this project always has.  For each record it
+derives, once, a frozen C{msgspec.Struct} with C{forbid_unknown_fields}, and
+converts into that; the records themselves stay dataclasses because
+C{dataclasses.replace} on them (a profile with other limits, a persona with
+another TLS rule) is how code and tests vary them, and because a float key
+keeps an integer as written (C{seconds: 2} stays C{2}: a fault's C{repr}
+seeds its dice).
+
+Why msgspec rather than pydantic or attrs+cattrs: start-up is measured, and
+the readers run at every start.  In this checkout (Python 3.11, msgspec
+0.23, C{python -X importtime}) C{import msgspec} costs about 4 ms after
+Twisted (which has already imported typing and typing_extensions), 13 to 18
+ms in C{emulator check} without Twisted; pydantic costs 50 ms or more by its
+first model, and attrs+cattrs about 20 ms while still needing hand-written
+messages.  msgspec's strict conversion, C{Meta} constraints, C{Literal}
+choices and error paths are what six hand-written readers did before.
+
+This module imports only msgspec and the standard library: every reader of
+the emulator (profiles, sender personas, tls, auth, quirks, middleboxes)
+sits above it.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Iterable, Literal, Union
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+#: C{Annotated[str, SECRET]}: the value never appears in an error message
+#: (a password); the mark covers everything below a field too.
+SECRET = Meta(extra={"secret": True})
+
+
+def NOUN(singular: str) -> Meta:
+    """C{Annotated[Limits, NOUN("limit")]}: what the keys of that record are
+    called in an error (C{unknown limit; known limits: ...}); C{key} by default."""
+    return Meta(extra={"noun": singular})
+
+
+class SchemaError(ValueError):
+    """A value that does not fit its record.  C{key} is where, relative to the
+    value that was read (C{""}: the value itself); C{str()} is the problem."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(problem)
+        self.key, self.problem = key, problem
+
+    def within(self, prefix: str) -> "SchemaError":
+        """The same problem, seen from the value that holds this one at C{prefix}."""
+        return SchemaError(join(prefix, self.key), self.problem)
+
+
+class ProfileError(Exception):
+    """A profile (or middlebox) file that cannot run.  C{str()} is C{file:key: problem}."""
+
+    def __init__(self, path: str | Path, key: str, problem: str):
+        super().__init__(f"{path}:{key}: {problem}")
+        self.path, self.key, self.problem = str(path), key, problem
+
+
+def invalid(key: str, problem: str) -> SchemaError:
+    """The error a record's C{__post_init__} raises for its key C{key}."""
+    return SchemaError(key, problem)
+
+
+def join(*keys: str) -> str:
+    """C{quirks[0]} and C{attributes.from} are C{quirks[0].attributes.from}."""
+    out = ""
+    for key in keys:
+        if key:
+            out = f"{out}{key}" if not out or key.startswith("[") else f"{out}.{key}"
+    return out
+
+
+def did_you_mean(word, known: Iterable[str], cutoff: float = 0.6) -> str:
+    """C{"did you mean X? "} for the closest of C{known}, or C{""}."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=cutoff)
+    return f"did you mean {close[0]}? " if close else ""
+
+
+def key_of(f: dataclasses.Field) -> str:
+    """The key of a record's field in a file: its name without a trailing
+    underscore (C{from_} is C{from}, a Python keyword)."""
+    return f.name[:-1] if f.name.endswith("_") else f.name
+
+
+def keys(cls) -> dict[str, dataclasses.Field]:
+    """A record's fields by key, in declaration order."""
+    return {key_of(f): f for f in dataclasses.fields(cls) if f.init}
+
+
+# -- reading --------------------------------------------------------------------
+
+
+class Family:
+    """Kinds written C{{type, attributes}} (quirks, middleboxes): C{type}
+    names one of C{members} (each says its name in a class attribute
+    C{type}), C{attributes} are that record's keys.
+
+    A record field typed with C{base} is read through L{build} when L{read}
+    is given this family.
+    """
+
+    def __init__(self, noun: str, base: type, members: Iterable[type]):
+        self.noun, self.base = noun, base
+        self.types = {member.type: member for member in members}
+
+    def build(self, entry):
+        """The member C{entry} describes, or L{SchemaError} naming the key at fault."""
+        if not isinstance(entry, dict):
+            raise SchemaError("", "must be a mapping with type and attributes")
+        for key in entry:
+            if key not in ("type", "attributes"):
+                raise SchemaError(str(key), f"unknown key; {did_you_mean(key, ('type', 'attributes'))}"
+                                            f"a {self.noun} has type and attributes")
+        name = entry.get("type")
+        cls = self.types.get(name) if isinstance(name, str) else None
+        if cls is None:
+            known = sorted(self.types)
+            raise SchemaError("type", f"unknown {self.noun} type {name!r}; {did_you_mean(name, known)}"
+                                      f"known: {', '.join(known)}")
+        attributes = entry.get("attributes")
+        if attributes is None:
+            attributes = {}
+        if not isinstance(attributes, dict):
+            raise SchemaError("attributes", "must be a mapping")
+        try:
+            return read(attributes, cls, noun=f"attribute of {name}")
+        except SchemaError as e:
+            raise e.within("attributes") from None
+
+
+def read(value, kind, *, families: Iterable[Family] = (), noun: str = "key",
+         given: dict | None = None, ignore: Iterable[str] = ()):
+    """C{value} (plain data, as YAML gives it) as C{kind}, a record or any type
+    of records, or L{SchemaError}.
+
+    @param families: the L{Family} of each family-typed field below.
+    @param noun: what the keys of C{kind} are called in an error.
+    @param given: fields of C{kind} that are not read but given (a profile's path).
+    @param ignore: keys that are accepted and not read (checked elsewhere).
+    """
+    given = given or {}
+    shadow = _shadow(kind, frozenset(given), frozenset(ignore))
+    families = tuple(families)
+    data = _convert(value, shadow, kind, families, noun, ignore)
+    return _rebuild(data, "", given)
+
+
+def check(value, kind, *, shallow: bool = False, families: Iterable[Family] = (), noun: str = "key",
+          given: Iterable[str] = (), ignore: Iterable[str] = ()) -> None:
+    """Check C{value} against the record C{kind} with every key optional (an
+    abstract profile), without making it; C{shallow} checks only its own
+    keys and the kind of each value (a mapping, a list, a string), not what
+    they hold.  The other parameters are L{read}'s."""
+    shadow = _shadow(kind, frozenset(given), frozenset(ignore), optional=True, shallow=shallow)
+    _convert(value, shadow, kind, tuple(families), noun, ignore)
+
+
+def _convert(value, shadow, kind, families, noun, ignore):
+    hook = None
+    if families:
+        by_base = {family.base: family for family in families}
+
+        def hook(tp, obj):
+            family = by_base.get(tp)
+            if family is None:
+                raise NotImplementedError
+            return family.build(obj)
+    try:
+        return msgspec.convert(value, shadow, strict=True, dec_hook=hook)
+    except msgspec.ValidationError as e:
+        raise _translate(e, value, kind, noun, tuple(ignore)) from None
+
+
+# -- records as strict msgspec Structs -------------------------------------------
+
+_MAPPINGS = (dict, collections.abc.Mapping)
+_SHADOWS: dict = {}
+# shadow class -> (record class, ((attribute, key, may hold records, default), ...))
+_RECORDS: dict[type, tuple[type, tuple]] = {}
+
+
+def _is_record(hint) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
+def _shadow(kind, given: frozenset = frozenset(), ignore: frozenset = frozenset(), *,
+            optional: bool = False, shallow: bool = False):
+    """The msgspec type that C{kind} is converted into (cached)."""
+    cache = (kind, given, ignore, optional, shallow)
+    if cache not in _SHADOWS:
+        _SHADOWS[cache] = (_struct(kind, given, ignore, optional, shallow) if _is_record(kind)
+                           else _rewrite(kind))
+    return _SHADOWS[cache]
+
+
+def _struct(cls, given, ignore, optional, shallow):
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields, plan = [], []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in given:
+            continue
+        hint = _flatten(hints[f.name]) if shallow else _rewrite(hints[f.name])
+        default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if default or optional:  # absent: UNSET, then the record's default
+            fields.append((f.name, Union[hint, UnsetType], msgspec.field(default=UNSET, name=key_of(f))))
+        else:
+            fields.append((f.name, hint, msgspec.field(name=key_of(f))))
+        plan.append((f.name, key_of(f), _holds_records(hint), _default(f)))
+    for key in ignore:
+        fields.append((f"_ignored_{key}", Any, msgspec.field(default=UNSET, name=key)))
+    struct = msgspec.defstruct(cls.__name__, fields, kw_only=True, frozen=True, forbid_unknown_fields=True,
+                               module=cls.__module__)
+    _RECORDS[struct] = (cls, tuple(plan))
+    return struct
+
+
+def _default(f: dataclasses.Field):
+    """What a field that was left out is: its default, or its factory's product."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory
+    return lambda: f.default
+
+
+def _rewrite(hint):
+    """C{hint} with each record replaced by its shadow, and each float
+    widened to C{int | float} (an integer stays an integer, as written)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        inner, metas = hint.__origin__, hint.__metadata__
+        if inner is float:  # msgspec takes numeric constraints only on a single type
+            return Union[Annotated[(int, *metas)], Annotated[(float, *metas)]]
+        return Annotated[(_rewrite(inner), *metas)]
+    if hint is float:
+        return Union[int, float]
+    if _is_record(hint):
+        return _shadow(hint)
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_rewrite(a) for a in args)]
+    if origin is tuple and args:
+        return tuple[(*(_rewrite(a) for a in args[:-1]), args[-1] if args[-1] is ... else _rewrite(args[-1]))]
+    if origin is list and args:
+        return list[_rewrite(args[0])]
+    if origin in _MAPPINGS and args:
+        return dict[args[0], _rewrite(args[1])]
+    return hint
+
+
+def _flatten(hint):
+    """C{hint} with what containers hold left unchecked (a shallow check)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return Annotated[(_flatten(hint.__origin__), *hint.__metadata__)]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_flatten(a) for a in args)]
+    if origin is Literal or hint in (str, int, bool, type(None), Any):
+        return hint
+    if hint is float:
+        return Union[int, float]
+    if origin in (tuple, list):
+        return list
+    return dict  # records, families and mappings
+
+
+def _holds_records(hint) -> bool:
+    if hint in _RECORDS:
+        return True
+    return any(_holds_records(a) for a in typing.get_args(hint) if a is not ...)
+
+
+def _rebuild(value, path: str, given: dict | None = None):
+    """The records of a converted value, made from their shadows; a
+    record's own rule (C{__post_init__}) names its key below C{path}."""
+    record = _RECORDS.get(type(value))
+    if record is None:
+        if type(value) is tuple:
+            return tuple(_rebuild(v, f"{path}[{i}]") for i, v in enumerate(value))
+        if type(value) is list:
+            return [_rebuild(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if type(value) is dict:
+            return {k: _rebuild(v, join(path, str(k))) for k, v in value.items()}
+        return value
+    cls, plan = record
+    fields = dict(given or {})
+    for name, key, nested, default in plan:
+        item = getattr(value, name)
+        if item is UNSET:
+            fields[name] = default()
+        else:
+            fields[name] = _rebuild(item, join(path, key)) if nested else item
+    try:
+        return cls(**fields)
+    except SchemaError as e:
+        raise e.within(path) from None
+    except (ValueError, TypeError) as e:
+        raise SchemaError(join(path, getattr(e, "key", None) or ""), str(e)) from None
+
+
+# -- msgspec's errors in this project's words -------------------------------------
+
+_WHERE = re.compile(r"\A(?P<problem>.*?)(?: - at (?:`key` in )?`\$(?P<path>[^`]*)`)?\Z", re.DOTALL)
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def _translate(error: msgspec.ValidationError, value, kind, noun: str, ignore: tuple) -> SchemaError:
+    text = str(error)
+    match = _WHERE.match(text)
+    problem, path = match["problem"], match["path"] or ""
+    walk = _Walk(kind, value)
+    for name, index in _STEP.findall(path):
+        walk.step(name, index)
+    where, cause = walk.key, error.__cause__
+    if " - at `key` in " in text:
+        bad = next((k for k in walk.value if not isinstance(k, str)), None) if isinstance(walk.value, dict) else None
+        return SchemaError(where, f"keys must be strings, not {bad!r}")
+    if isinstance(cause, SchemaError):
+        return cause.within(where)
+    if cause is not None:
+        return SchemaError(join(where, getattr(cause, "key", None) or ""), str(cause))
+    unknown = re.match(r"Object contains unknown field `(.*)`\Z", problem)
+    if unknown:
+        name, record = unknown[1], walk.record()
+        known = [*keys(record), *(ignore if walk.is_root else ())] if record else []
+        if not walk.is_root:
+            nouns = [m.extra["noun"] for m in walk.metas() if m.extra and "noun" in m.extra]
+            noun = nouns[0] if nouns else "key"
+        return SchemaError(join(where, name), f"unknown {noun}; {did_you_mean(name, known)}"
+                                              f"known {noun.split()[0]}s: {', '.join(known)}")
+    missing = re.match(r"Object missing required field `(.*)`\Z", problem)
+    if missing:
+        return SchemaError(join(where, missing[1]), "is required")
+    metas = walk.metas()
+    if problem.startswith("Expected") and " got " not in problem:  # a range or a length
+        described = [m.description for m in metas if m.description]
+        return SchemaError(where, f"must be {described[0]}" if described else _bounds(metas, problem))
+    told = f"must be {describe(walk.hint)}"
+    if walk.secret or any(m.extra and m.extra.get("secret") for m in metas):
+        return SchemaError(where, told)
+    return SchemaError(where, f"{told}, not {_shown(walk.value)}")
+
+
+def _peel(hint) -> tuple[Any, list[Meta]]:
+    """C{hint} without its C{Annotated} layers, and their C{Meta}s."""
+    metas = []
+    while typing.get_origin(hint) is Annotated:
+        metas += [m for m in hint.__metadata__ if isinstance(m, Meta)]
+        hint = hint.__origin__
+    return hint, metas
+
+
+def _members(hint) -> list[tuple[Any, list[Meta]]]:
+    """The peeled members of a union (or C{hint} itself), None last."""
+    hint, metas = _peel(hint)
+    if typing.get_origin(hint) not in (Union, types.UnionType):
+        return [(hint, metas)]
+    members = [_peel(a) for a in typing.get_args(hint)]
+    return sorted(((h, metas + m) for h, m in members), key=lambda hm: hm[0] is type(None))
+
+
+class _Walk:
+    """Follows an error's path through the type that was read and the value given."""
+
+    def __init__(self, kind, value):
+        self.hint, self.value, self.key = kind, value, ""
+        self.secret, self.is_root = False, True
+
+    def metas(self) -> list[Meta]:
+        """The C{Meta}s of the current place (of each member of a union)."""
+        return [m for _, metas in _members(self.hint) for m in metas]
+
+    def _pick(self, want):
+        return next(((h, m) for h, m in _members(self.hint) if want(h)), (Any, []))
+
+    def record(self):
+        hint, _ = self._pick(_is_record)
+        return hint if _is_record(hint) else None
+
+    def step(self, name: str, index: str) -> None:
+        self.secret = self.secret or any(m.extra and m.extra.get("secret") for m in self.metas())
+        if name:
+            record = self.record()
+            field = keys(record).get(name) if record else None
+            hint = typing.get_type_hints(record, include_extras=True)[field.name] if field else Any
+            self.value = self.value.get(name) if isinstance(self.value, dict) else None
+            self.key = join(self.key, name)
+        elif index == "...":  # msgspec does not say which key of a mapping: find it
+            mapping, _ = self._pick(lambda h: typing.get_origin(h) in _MAPPINGS)
+            hint = typing.get_args(mapping)[1] if typing.get_args(mapping) else Any
+            items = self.value.items() if isinstance(self.value, dict) else ()
+            bad = next((k for k, v in items if not _fits(v, hint)), "...")
+            self.value = self.value.get(bad) if isinstance(self.value, dict) else None
+            self.key = join(self.key, str(bad))
+        else:
+            sequence, _ = self._pick(lambda h: typing.get_origin(h) in (tuple, list))
+            args = [a for a in typing.get_args(sequence) if a is not ...]
+            hint = args[0] if args else Any
+            self.value = self.value[int(index)] if isinstance(self.value, list) else None
+            self.key = f"{self.key}[{index}]"
+        self.hint, self.is_root = hint, False
+
+
+def _fits(value, hint) -> bool:
+    try:
+        msgspec.convert(value, _shadow(hint), strict=True)
+    except (msgspec.ValidationError, TypeError):
+        return False
+    return True
+
+
+_WORDS = {str: "a quoted string", int: "an integer", float: "a number", bool: "true or false",
+          type(None): "null", Any: "anything"}
+
+
+def describe(hint) -> str:
+    """What a value of type C{hint} is, in a profile writer's words."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        described = [m.description for m in hint.__metadata__ if isinstance(m, Meta) and m.description]
+        return described[0] if described else describe(hint.__origin__)
+    if origin is Literal:
+        return "one of " + ", ".join("null" if a is None else str(a) for a in args)
+    if origin in (Union, types.UnionType):
+        kept = [a for a in args if a is not type(None)] or list(args)
+        if set(kept) == {int, float}:
+            return "a number"
+        return " or ".join(describe(a) for a in kept)
+    if origin in (tuple, list):
+        item = describe(args[0]) if args else "anything"
+        if item.startswith("one of "):
+            return f"a list of names from {item[len('one of '):]}"
+        return f"a list of {_plural(item)}"
+    if _is_record(hint) or origin in _MAPPINGS or hint is dict:
+        return "a mapping"
+    if isinstance(hint, type) and hint not in _WORDS:
+        return "a mapping with type and attributes"  # a family
+    return _WORDS.get(hint, str(hint))
+
+
+def _plural(words: str) -> str:
+    for article in ("a ", "an "):
+        if words.startswith(article):
+            words = words[len(article):]
+    if words.startswith("true or false"):
+        return "true or false values"
+    return words if words.endswith("s") else f"{words}s"
+
+
+def _bounds(metas: list[Meta], problem: str) -> str:
+    for m in metas:
+        if m.min_length is not None:
+            return "must not be empty" if m.min_length == 1 else f"must hold at least {m.min_length}"
+        if m.ge is not None and m.le is not None:
+            return f"must be from {m.ge} to {m.le}"
+        if m.ge is not None:
+            return "must not be negative" if m.ge == 0 else f"must be {m.ge} or more"
+        if m.gt is not None:
+            return f"must be more than {m.gt}"
+        if m.le is not None:
+            return f"must be {m.le} or less"
+    return problem
+
+
+def _shown(value) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
