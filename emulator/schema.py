@@ -57,11 +57,17 @@ from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Union
 
 import msgspec
+import msgspec.structs
 from msgspec import UNSET, Meta, UnsetType
 
 #: C{Annotated[str, SECRET]}: the value never appears in an error message
 #: (a password); the mark covers everything below a field too.
 SECRET = Meta(extra={"secret": True})
+
+
+#: Seconds of a timeout: above 0, since a timeout is never off (the count
+#: limits take 0 for "no limit"; a timeout of 0 would never fire).
+Timeout = Annotated[float, Meta(gt=0, description="a number of seconds above 0 (a timeout cannot be off)")]
 
 
 def NOUN(singular: str) -> Meta:
@@ -105,23 +111,74 @@ def join(*keys: str) -> str:
     return out
 
 
+def number(**constraints):
+    """A number with C{Meta} C{constraints} (C{ge=0}) that keeps an integer as
+    written (C{2} stays C{2}, not C{2.0}: a fault's C{repr} seeds its dice)."""
+    return Union[Annotated[int, Meta(**constraints)], Annotated[float, Meta(**constraints)]]
+
+
 def did_you_mean(word, known: Iterable[str], cutoff: float = 0.6) -> str:
-    """C{"did you mean X? "} for the closest of C{known}, or C{""}."""
+    """C{"did you mean X? "} for the closest of C{known} (difflib's ratio
+    C{cutoff} or more), or C{""}.  With a mapping, the keys are compared and
+    the value is shown."""
     if not isinstance(word, str):
         return ""
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=cutoff)
-    return f"did you mean {close[0]}? " if close else ""
+    if not close:
+        return ""
+    shown = known[close[0]] if isinstance(known, collections.abc.Mapping) else close[0]
+    return f"did you mean {shown}? "
+
+
+def key_name(attribute: str) -> str:
+    """The key of a record's attribute in a file: its name without a trailing
+    underscore (C{from_} is C{from}, a Python keyword)."""
+    return attribute[:-1] if attribute.endswith("_") else attribute
 
 
 def key_of(f: dataclasses.Field) -> str:
-    """The key of a record's field in a file: its name without a trailing
-    underscore (C{from_} is C{from}, a Python keyword)."""
-    return f.name[:-1] if f.name.endswith("_") else f.name
+    """The key of a dataclass record's field."""
+    return key_name(f.name)
 
 
-def keys(cls) -> dict[str, dataclasses.Field]:
-    """A record's fields by key, in declaration order."""
-    return {key_of(f): f for f in dataclasses.fields(cls) if f.init}
+class Field(typing.NamedTuple):
+    """One key of a record: its C{key} in a file, its C{attribute}, and its
+    C{default} (L{REQUIRED} if it has none)."""
+
+    key: str
+    attribute: str
+    default: Any
+
+
+#: The default of a key that must be given.
+REQUIRED = msgspec.NODEFAULT
+
+
+def fields(cls) -> list[Field]:
+    """A record's keys, in declaration order."""
+    if _is_struct(cls):
+        return [Field(f.encode_name, f.name, f.default if f.default_factory is REQUIRED else f.default_factory())
+                for f in msgspec.structs.fields(cls)]
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.init:
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            out.append(Field(key_of(f), f.name, REQUIRED if default is dataclasses.MISSING else default))
+    return out
+
+
+def keys(cls) -> dict[str, str]:
+    """A record's keys in a file -> its attribute names, in declaration order."""
+    return {f.key: f.attribute for f in fields(cls)}
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, dict=True, rename=key_name):
+    """A record that is a msgspec Struct rather than a dataclass: read as it
+    is, and made in C, which matters for the quirk and middlebox types that
+    every start imports (a dataclass costs about a millisecond to create).
+    A subclass that adds a key without a default after keys with one says
+    C{kw_only=True}; C{__post_init__} keeps what it works out with
+    C{msgspec.structs.force_setattr} (C{dict=True} gives it a place)."""
 
 
 # -- reading --------------------------------------------------------------------
@@ -178,7 +235,7 @@ def read(value, kind, *, families: Iterable[Family] = (), noun: str = "key",
     given = given or {}
     shadow = _shadow(kind, frozenset(given), frozenset(ignore))
     families = tuple(families)
-    data = _convert(value, shadow, kind, families, noun, ignore)
+    data = _convert(value, shadow, kind, families, noun, given, ignore)
     return _rebuild(data, "", given)
 
 
@@ -189,10 +246,10 @@ def check(value, kind, *, shallow: bool = False, families: Iterable[Family] = ()
     keys and the kind of each value (a mapping, a list, a string), not what
     they hold.  The other parameters are L{read}'s."""
     shadow = _shadow(kind, frozenset(given), frozenset(ignore), optional=True, shallow=shallow)
-    _convert(value, shadow, kind, tuple(families), noun, ignore)
+    _convert(value, shadow, kind, tuple(families), noun, given, ignore)
 
 
-def _convert(value, shadow, kind, families, noun, ignore):
+def _convert(value, shadow, kind, families, noun, given, ignore):
     hook = None
     if families:
         by_base = {family.base: family for family in families}
@@ -205,19 +262,28 @@ def _convert(value, shadow, kind, families, noun, ignore):
     try:
         return msgspec.convert(value, shadow, strict=True, dec_hook=hook)
     except msgspec.ValidationError as e:
-        raise _translate(e, value, kind, noun, tuple(ignore)) from None
+        raise _translate(e, value, kind, noun, tuple(given), tuple(ignore)) from None
 
 
 # -- records as strict msgspec Structs -------------------------------------------
 
 _MAPPINGS = (dict, collections.abc.Mapping)
 _SHADOWS: dict = {}
-# shadow class -> (record class, ((attribute, key, may hold records, default), ...))
+# shadow class -> (record class, ((attribute, key) of each field that may hold
+# records, ...), the attributes of ignored keys)
 _RECORDS: dict[type, tuple[type, tuple]] = {}
 
 
-def _is_record(hint) -> bool:
+def _is_dataclass(hint) -> bool:
     return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
+def _is_struct(hint) -> bool:
+    return isinstance(hint, type) and issubclass(hint, msgspec.Struct)
+
+
+def _is_record(hint) -> bool:
+    return _is_dataclass(hint) or _is_struct(hint)
 
 
 def _shadow(kind, given: frozenset = frozenset(), ignore: frozenset = frozenset(), *,
@@ -225,37 +291,38 @@ def _shadow(kind, given: frozenset = frozenset(), ignore: frozenset = frozenset(
     """The msgspec type that C{kind} is converted into (cached)."""
     cache = (kind, given, ignore, optional, shallow)
     if cache not in _SHADOWS:
-        _SHADOWS[cache] = (_struct(kind, given, ignore, optional, shallow) if _is_record(kind)
-                           else _rewrite(kind))
+        if _is_struct(kind) and not (given or ignore or optional or shallow):
+            _SHADOWS[cache] = kind  # strict already
+        elif _is_dataclass(kind):
+            _SHADOWS[cache] = _struct(kind, given, ignore, optional, shallow)
+        else:
+            _SHADOWS[cache] = _rewrite(kind)
     return _SHADOWS[cache]
 
 
 def _struct(cls, given, ignore, optional, shallow):
     hints = typing.get_type_hints(cls, include_extras=True)
-    fields, plan = [], []
+    fields, nested = [], []
     for f in dataclasses.fields(cls):
         if not f.init or f.name in given:
             continue
         hint = _flatten(hints[f.name]) if shallow else _rewrite(hints[f.name])
-        default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        if default or optional:  # absent: UNSET, then the record's default
+        if f.default is not dataclasses.MISSING:  # filled in by msgspec, in C
+            fields.append((f.name, hint, msgspec.field(default=f.default, name=key_of(f))))
+        elif f.default_factory is not dataclasses.MISSING:
+            fields.append((f.name, hint, msgspec.field(default_factory=f.default_factory, name=key_of(f))))
+        elif optional:  # a partial check: absent is UNSET, and nothing is made
             fields.append((f.name, Union[hint, UnsetType], msgspec.field(default=UNSET, name=key_of(f))))
         else:
             fields.append((f.name, hint, msgspec.field(name=key_of(f))))
-        plan.append((f.name, key_of(f), _holds_records(hint), _default(f)))
-    for key in ignore:
-        fields.append((f"_ignored_{key}", Any, msgspec.field(default=UNSET, name=key)))
+        if _holds_records(hint):
+            nested.append((f.name, key_of(f)))
+    ignored = tuple(f"_ignored_{key}" for key in ignore)
+    fields += [(name, Any, msgspec.field(default=UNSET, name=key)) for name, key in zip(ignored, ignore)]
     struct = msgspec.defstruct(cls.__name__, fields, kw_only=True, frozen=True, forbid_unknown_fields=True,
                                module=cls.__module__)
-    _RECORDS[struct] = (cls, tuple(plan))
+    _RECORDS[struct] = (cls, tuple(nested), ignored)
     return struct
-
-
-def _default(f: dataclasses.Field):
-    """What a field that was left out is: its default, or its factory's product."""
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory
-    return lambda: f.default
 
 
 def _rewrite(hint):
@@ -263,13 +330,10 @@ def _rewrite(hint):
     widened to C{int | float} (an integer stays an integer, as written)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Annotated:
-        inner, metas = hint.__origin__, hint.__metadata__
-        if inner is float:  # msgspec takes numeric constraints only on a single type
-            return Union[Annotated[(int, *metas)], Annotated[(float, *metas)]]
-        return Annotated[(_rewrite(inner), *metas)]
+        return _annotated(_rewrite(hint.__origin__), hint.__metadata__)
     if hint is float:
         return Union[int, float]
-    if _is_record(hint):
+    if _is_dataclass(hint):
         return _shadow(hint)
     if origin in (Union, types.UnionType):
         return Union[tuple(_rewrite(a) for a in args)]
@@ -282,11 +346,17 @@ def _rewrite(hint):
     return hint
 
 
+def _annotated(hint, metas):
+    if hint == Union[int, float]:  # msgspec takes numeric constraints only on a single type
+        return Union[Annotated[(int, *metas)], Annotated[(float, *metas)]]
+    return Annotated[(hint, *metas)]
+
+
 def _flatten(hint):
     """C{hint} with what containers hold left unchecked (a shallow check)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Annotated:
-        return Annotated[(_flatten(hint.__origin__), *hint.__metadata__)]
+        return _annotated(_flatten(hint.__origin__), hint.__metadata__)
     if origin in (Union, types.UnionType):
         return Union[tuple(_flatten(a) for a in args)]
     if origin is Literal or hint in (str, int, bool, type(None), Any):
@@ -316,14 +386,14 @@ def _rebuild(value, path: str, given: dict | None = None):
         if type(value) is dict:
             return {k: _rebuild(v, join(path, str(k))) for k, v in value.items()}
         return value
-    cls, plan = record
-    fields = dict(given or {})
-    for name, key, nested, default in plan:
-        item = getattr(value, name)
-        if item is UNSET:
-            fields[name] = default()
-        else:
-            fields[name] = _rebuild(item, join(path, key)) if nested else item
+    cls, nested, ignored = record
+    fields = msgspec.structs.asdict(value)
+    for name, key in nested:
+        fields[name] = _rebuild(fields[name], join(path, key))
+    for name in ignored:
+        del fields[name]
+    if given:
+        fields.update(given)
     try:
         return cls(**fields)
     except SchemaError as e:
@@ -338,7 +408,7 @@ _WHERE = re.compile(r"\A(?P<problem>.*?)(?: - at (?:`key` in )?`\$(?P<path>[^`]*
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
 
-def _translate(error: msgspec.ValidationError, value, kind, noun: str, ignore: tuple) -> SchemaError:
+def _translate(error: msgspec.ValidationError, value, kind, noun: str, given: tuple, ignore: tuple) -> SchemaError:
     text = str(error)
     match = _WHERE.match(text)
     problem, path = match["problem"], match["path"] or ""
@@ -356,7 +426,8 @@ def _translate(error: msgspec.ValidationError, value, kind, noun: str, ignore: t
     unknown = re.match(r"Object contains unknown field `(.*)`\Z", problem)
     if unknown:
         name, record = unknown[1], walk.record()
-        known = [*keys(record), *(ignore if walk.is_root else ())] if record else []
+        known = [key for key, name in keys(record).items() if not (walk.is_root and name in given)] if record else []
+        known += ignore if walk.is_root else ()
         if not walk.is_root:
             nouns = [m.extra["noun"] for m in walk.metas() if m.extra and "noun" in m.extra]
             noun = nouns[0] if nouns else "key"
@@ -415,8 +486,8 @@ class _Walk:
         self.secret = self.secret or any(m.extra and m.extra.get("secret") for m in self.metas())
         if name:
             record = self.record()
-            field = keys(record).get(name) if record else None
-            hint = typing.get_type_hints(record, include_extras=True)[field.name] if field else Any
+            attribute = keys(record).get(name) if record else None
+            hint = typing.get_type_hints(record, include_extras=True)[attribute] if attribute else Any
             self.value = self.value.get(name) if isinstance(self.value, dict) else None
             self.key = join(self.key, name)
         elif index == "...":  # msgspec does not say which key of a mapping: find it
@@ -457,7 +528,7 @@ def describe(hint) -> str:
         return "one of " + ", ".join("null" if a is None else str(a) for a in args)
     if origin in (Union, types.UnionType):
         kept = [a for a in args if a is not type(None)] or list(args)
-        if set(kept) == {int, float}:
+        if {_peel(a)[0] for a in kept} == {int, float}:
             return "a number"
         return " or ".join(describe(a) for a in kept)
     if origin in (tuple, list):
@@ -497,9 +568,12 @@ def _bounds(metas: list[Meta], problem: str) -> str:
 
 
 def _shown(value) -> str:
+    """A value as the profile wrote it (YAML's null, true, false), kept short."""
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

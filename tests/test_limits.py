@@ -142,3 +142,22 @@ def test_half_open_connection_hits_the_idle_timeout():
     assert not transport.disconnecting
     reactor.advance(2)
     assert transport.disconnecting
+
+
+@pytest.mark.parametrize("section, key", [("limits", "idle_timeout"), ("limits", "data_timeout"),
+                                          ("tls", "handshake_timeout")])
+def test_a_timeout_of_zero_is_refused(tmp_path, section, key):
+    """The docs say the timeouts cannot be 0 (only the count limits take 0 for "no limit"): 0 is refused at load."""
+    path = tmp_path / "t.yaml"
+    path.write_text(f"name: t\nextends: ims55sp4\n{section}: {{{key}: 0}}\n")
+    with pytest.raises(profiles.ProfileError) as error:
+        profiles.load(path)
+    assert str(error.value) == f"{path}:{section}.{key}: must be a number of seconds above 0 (a timeout cannot be off)"
+
+
+def test_a_count_limit_of_zero_still_means_no_limit(tmp_path):
+    """Only the timeouts lost their 0: recipients: 0 loads as before."""
+    path = tmp_path / "t.yaml"
+    path.write_text("name: t\nextends: ims55sp4\nlimits: {recipients: 0, idle_timeout: 0.5}\n")
+    limits = profiles.load(path).limits
+    assert (limits.recipients, limits.idle_timeout) == (0, 0.5)

@@ -22,15 +22,13 @@ import string
 from dataclasses import dataclass, field
 from typing import Callable
 
-from emulator import quirks
-
 from emulator.core import commands
 
 from emulator.core import replies
 from emulator.core.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
 from emulator.core.framing import DataReader
 from emulator.core.session import Envelope, Phase, Session
-from emulator.tls.config import TLSConfig
+from emulator.quirks.base import hook_table
 
 # Replies that count against the bad-command limit.
 _BAD_COMMAND_REPLIES = frozenset({"unknown", "line_too_long"})
@@ -71,7 +69,7 @@ class Server:
         self.hostname = self.hostname or self.profile.hostname
         self.constants = {"hostname": self.hostname, "version": self.profile.version}
         self.set_faults(())
-        self.tls: TLSConfig = self.profile.tls
+        self.tls = self.profile.tls  # an emulator.tls.config.TLSConfig
         self.verbs = dict(self.profile.handlers)
         used = {name: _fields(reply) for name, reply in self.profile.replies.items()}
         self._static = {
@@ -91,7 +89,7 @@ class Server:
         hook.  Connections already open use them from their next hook call on:
         the hook table is replaced in one assignment."""
         self.faults = tuple(faults)
-        self.hooks = quirks.hook_table(self.faults + self.profile.quirks) if self.faults else self.profile.hooks
+        self.hooks = hook_table(self.faults + self.profile.quirks) if self.faults else self.profile.hooks
 
 
 def _has_long_line(body: bytes, limit: int) -> bool:

@@ -9,7 +9,7 @@ so "Exchange 5.5 SP2 behind a PIX" is a composition of two existing things:
       type: pix-mailguard
       attributes: {dotcrlf_bug: true}
 
-A middlebox type is a small frozen dataclass (L{emulator.middlebox.base.Middlebox})
+A middlebox type is a small record (L{emulator.middlebox.base.Middlebox})
 whose fields are its attributes and whose hooks the sans-IO relay of
 L{emulator.middlebox.relay} calls; L{MIDDLEBOXES} lists every type, and
 L{build} makes one from C{{type, attributes}} through L{emulator.schema}, as

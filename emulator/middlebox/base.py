@@ -10,14 +10,15 @@ from typing import ClassVar
 
 
 class Middlebox:
-    """Base class of every middlebox type.  Subclasses are frozen dataclasses
-    whose fields are the type's attributes (read by L{emulator.schema}), with
-    their name in the class attribute C{type}.
+    """Base class of every middlebox type.  A middlebox type is a record (an
+    L{emulator.schema.Record}) whose fields are its attributes, with its name
+    in the class attribute C{type}.
 
     One instance serves every connection; per-connection state lives on the
     relay (C{relay.notes}).  Each hook gets the relay and returns what passes.
     """
 
+    __slots__ = ()  # a mixin of msgspec Structs
     type: ClassVar[str] = ""
     #: True if what passes depends on how input is split into segments.
     boundary_sensitive: ClassVar[bool] = False

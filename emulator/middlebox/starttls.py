@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from emulator.core import replies
 from emulator.middlebox.base import Middlebox
-from emulator.schema import invalid
+from emulator.schema import Record, invalid
 
 
-@dataclass(frozen=True)
-class StartTLSIntercept(Middlebox):
+class StartTLSIntercept(Record, Middlebox):
     """A firewall that answers the client's C{STARTTLS} itself and never
     passes it on, then passes the client's TLS handshake to a server that
     never agreed to TLS: the handshake fails and no mail flows.
@@ -43,7 +43,7 @@ class StartTLSIntercept(Middlebox):
             raise invalid("reply", str(e)) from None
         if "{" in self.reply or "}" in self.reply:
             raise invalid("reply", "is literal text: a middlebox fills in no {fields}")
-        object.__setattr__(self, "_bytes", replies.render(parsed))
+        force_setattr(self, "_bytes", replies.render(parsed))
 
     def on_command(self, relay, verb: str, line: bytes) -> bytes | None:
         if verb != "STARTTLS":
@@ -53,8 +53,7 @@ class StartTLSIntercept(Middlebox):
         return None
 
 
-@dataclass(frozen=True)
-class StartTLSStrip(Middlebox):
+class StartTLSStrip(Record, Middlebox):
     """Cisco ASA C{inspect esmtp} with its default C{no allow-tls}: "The
     STARTTLS indication is removed from the session connection attempt,
     forcing the client and server to negotiate a plain text session" (ASA
@@ -69,11 +68,11 @@ class StartTLSStrip(Middlebox):
 
     type = "starttls-strip"
 
-    keywords: list[str] = field(default_factory=lambda: ["STARTTLS"])
+    keywords: list[str] = msgspec.field(default_factory=lambda: ["STARTTLS"])
     how: Annotated[Literal["remove", "mask"], Meta(description="remove or mask")] = "remove"
 
     def __post_init__(self):
-        object.__setattr__(self, "_hidden", frozenset(k.upper() for k in self.keywords))
+        force_setattr(self, "_hidden", frozenset(k.upper() for k in self.keywords))
 
     def on_reply(self, relay, command: str, reply: bytes) -> bytes:
         if command != "EHLO" or reply[:1] != b"2":

@@ -22,7 +22,7 @@ from emulator.auth.mechanisms import AuthSettings
 from emulator.core import commands
 from emulator.middlebox import Middlebox
 from emulator.quirks import Quirk
-from emulator.schema import NOUN, Family
+from emulator.schema import NOUN, Family, Timeout
 from emulator.tls.config import TLSConfig
 
 #: Every verb a profile's C{commands:} may enable: verb -> (handler, the
@@ -38,7 +38,6 @@ def _text(description: str):
 
 
 Count = Annotated[int, Meta(ge=0)]
-Timeout = Annotated[float, Meta(gt=0, description="a number of seconds above 0 (a timeout cannot be off)")]
 Catalogue = Annotated[dict[str, str | list[str]], Meta(description="a mapping of reply names to quoted texts")]
 
 

@@ -6,8 +6,8 @@ profile's ordered C{quirks:} list in Toxiproxy's shape::
       - type: reply_override
         attributes: {command: RCPT, reply: "452 Too many recipients", times: 2}
 
-A quirk is a frozen dataclass (L{emulator.quirks.base.Quirk}) whose fields
-are its attributes; the families below are every quirk type there is, and
+A quirk type is a record (L{emulator.quirks.base.Quirk}) whose fields are
+its attributes; the families below are every quirk type there is, and
 L{build} makes one from a profile entry through L{emulator.schema}, checking
 every attribute, so that a profile that loads is a profile that runs.
 L{emulator.quirks.spec} reads the same quirks from C{--fault} text.

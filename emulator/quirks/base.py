@@ -13,14 +13,15 @@ HOOKS = ("on_connect", "before_command", "ehlo_keywords", "transform_reply", "on
 
 
 class Quirk:
-    """Base class of every quirk.  Subclasses are frozen dataclasses whose
-    fields are the quirk's attributes (read by L{emulator.schema}), with
-    their profile name in the class attribute C{type}.
+    """Base class of every quirk.  A quirk type is a record (an
+    L{emulator.schema.Record}, or a frozen dataclass) whose fields are its
+    attributes, with its profile name in the class attribute C{type}.
 
     Per-connection state never lives on the quirk (one instance serves every
     connection of a profile); use C{conn.session.counts} or C{conn.shared}.
     """
 
+    __slots__ = ()  # a mixin of msgspec Structs
     type: ClassVar[str] = ""
     #: True if the quirk's output depends on how input is split into
     #: segments; such quirks opt out of the chunking-invariance property.

@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from emulator import schema
 from emulator.core import commands, replies
@@ -35,10 +36,10 @@ from emulator.schema import invalid
 
 _STEP = re.compile(r"\A(?:\*|\.|[A-Za-z][A-Za-z0-9_-]*)\Z")
 _ALIASES = {".": "DATA_END"}
-#: The steps a fault knows, upper case, as they are written: the two that are
-#: not verbs, then every verb the emulator or an EHLO keyword names.
-STEPS = {"CONNECT": "connect", "DATA_END": "data_end",
-         **{verb: verb for verb in (*commands.VERBS, *commands.KEYWORD_VERBS.values())}}
+#: Every verb the emulator or an EHLO keyword names.
+_VERBS = tuple(dict.fromkeys((*commands.VERBS, *commands.KEYWORD_VERBS.values())))
+#: The steps a fault knows, upper case, as they are written.
+STEPS = {"CONNECT": "connect", "DATA_END": "data_end", **{verb: verb for verb in _VERBS}}
 # A step this close to a known one is a misspelling (RCTP, MIAL, STARTLS: one
 # letter swapped, lost or doubled in a verb); a verb further from all of them
 # is a product's own command that a fault may answer (XYZZY, X-EXPS).
@@ -46,8 +47,10 @@ _MISSPELT = 0.75
 # Reply fields a fault can fill in: what is known at any step.
 _FIELDS = {"hostname", "version", "peer_ip", "peer_port", "date", "verb", "argument"}
 _tokens = itertools.count(1)
-#: A non-negative count or number of seconds.
-NotNegative = Meta(ge=0)
+#: A count, 0 or more.
+Count = Annotated[int, Meta(ge=0)]
+#: Seconds, 0 or more (an integer stays one: see L{schema.number}).
+Seconds = schema.number(ge=0)
 
 
 def parse_reply(key: str, text) -> replies.Reply:
@@ -71,13 +74,12 @@ def _step(command: str) -> str:
     if step != "*" and step not in STEPS:
         guess = schema.did_you_mean(step, STEPS, cutoff=_MISSPELT)
         if guess:
-            raise invalid("command", f"unknown step {command!r}; {guess}known steps: "
-                                     f"{', '.join(STEPS.values())}, . or *")
+            raise invalid("command", f"unknown step {command!r}; {guess}known steps: connect, data_end, ., *, "
+                                     f"{', '.join(_VERBS)}")
     return step
 
 
-@dataclasses.dataclass(frozen=True)
-class Fault(Quirk):
+class Fault(schema.Record, Quirk):
     """What every fault has: where and when it fires.
 
     @ivar command: the step: C{connect} (the greeting), a verb (C{RCPT}),
@@ -96,13 +98,12 @@ class Fault(Quirk):
         the dice are seeded (profile C{seed:}, C{--seed}), so a run replays.
     """
 
-    _: dataclasses.KW_ONLY
     command: str = "*"
     match: str | None = None
     from_: Annotated[int, Meta(ge=1)] = 1
-    times: Annotated[int, NotNegative] = 0
+    times: Count = 0
     scope: Annotated[Literal["connection", "peer"], Meta(description="connection or peer")] = "connection"
-    probability: Annotated[float, Meta(ge=0, le=1)] = 1.0
+    probability: schema.number(ge=0, le=1) = 1.0
 
     #: the attribute that C{--fault 'STEP:TYPE=VALUE'} sets
     primary: ClassVar[str | None] = None
@@ -116,14 +117,14 @@ class Fault(Quirk):
         if self.shapes_writes and step == "DATA_END":
             raise invalid("command", f"{self.type} cannot act on the reply after DATA "
                                      "(the host writes it once the message is stored); use delay")
-        object.__setattr__(self, "command", step)
+        force_setattr(self, "command", step)
         try:
-            object.__setattr__(self, "_pattern", re.compile(self.match) if self.match is not None else None)
+            force_setattr(self, "_pattern", re.compile(self.match) if self.match is not None else None)
         except re.error as e:
             raise invalid("match", f"not a regular expression: {e}") from None
         if hasattr(self, "reply"):  # checked once, filled in at each firing
-            object.__setattr__(self, "_reply", parse_reply("reply", self.reply))
-        object.__setattr__(self, "_token", next(_tokens))  # this instance's counters
+            force_setattr(self, "_reply", parse_reply("reply", self.reply))
+        force_setattr(self, "_token", next(_tokens))  # this instance's counters
 
     # -- the steps -------------------------------------------------------
 
@@ -197,8 +198,7 @@ def _ordinal(conn) -> int:
 # -- answering instead of the server ----------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class ReplyFault(Fault):
+class ReplyFault(Fault, kw_only=True):
     """Answer the step with a given reply instead of running it (smtp-sink's
     per-command hard and soft errors).  At C{data_end} the message is then
     not delivered, so "fail the first 2 deliveries, then accept" is
@@ -222,7 +222,6 @@ class ReplyFault(Fault):
         return True
 
 
-@dataclasses.dataclass(frozen=True)
 class Disconnect(Fault):
     """End the connection at the step instead of answering it.
 
@@ -249,7 +248,6 @@ class Disconnect(Fault):
         return True
 
 
-@dataclasses.dataclass(frozen=True)
 class Stall(Fault):
     """Fall silent at the step: answer nothing more and ignore all further
     input, until the client gives up (or the profile's idle timeout ends
@@ -269,7 +267,6 @@ class Stall(Fault):
 # -- changing when and how the reply is written ------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
 class DelayFault(Fault):
     """Wait before answering the step, reading nothing meanwhile
     (Toxiproxy's C{latency}, smtp-sink's C{-w}).
@@ -283,8 +280,8 @@ class DelayFault(Fault):
 
     type = "delay"
 
-    seconds: Annotated[float, NotNegative] = 1.0
-    jitter: Annotated[float, NotNegative] = 0.0
+    seconds: Seconds = 1.0
+    jitter: Seconds = 0.0
     primary = "seconds"
 
     def act(self, conn, arg: bytes) -> bool:
@@ -297,7 +294,6 @@ class DelayFault(Fault):
         return False
 
 
-@dataclasses.dataclass(frozen=True)
 class _Shaper(Fault):
     """A fault that changes how the replies of the steps it fires on are written."""
 
@@ -326,7 +322,6 @@ def _cut(actions: list, cuts, pause: float) -> list:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
 class Split(_Shaper):
     """Write the reply in several TCP writes: after each line (a multi-line
     EHLO over several segments) or at chosen byte offsets.  Clients that
@@ -345,7 +340,7 @@ class Split(_Shaper):
     type = "split"
 
     at: str | list[int] = "lines"
-    pause: Annotated[float, NotNegative] = 0.0
+    pause: Seconds = 0.0
     primary = "at"
     boundary_sensitive = True
 
@@ -356,7 +351,7 @@ class Split(_Shaper):
         if isinstance(self.at, list):
             if not self.at or any(b <= a for a, b in zip([0, *self.at], self.at)):
                 raise invalid("at", "offsets must be increasing and above 0")
-            object.__setattr__(self, "at", list(self.at))
+            force_setattr(self, "at", list(self.at))
 
     def shape(self, conn, actions: list) -> list:
         if self.at == "lines":
@@ -364,7 +359,6 @@ class Split(_Shaper):
         return _cut(actions, lambda data: self.at, self.pause)
 
 
-@dataclasses.dataclass(frozen=True)
 class Tarpit(_Shaper):
     """Write the reply a few bytes at a time, with a pause after each
     piece (Toxiproxy's C{slicer} and C{bandwidth}, the spam-trap tarpit).
@@ -379,7 +373,7 @@ class Tarpit(_Shaper):
     type = "tarpit"
 
     size: Annotated[int, Meta(ge=1)] = 1
-    interval: Annotated[float, NotNegative] = 1.0
+    interval: Seconds = 1.0
     primary = "size"
     boundary_sensitive = True
 
@@ -387,7 +381,6 @@ class Tarpit(_Shaper):
         return _cut(actions, lambda data: range(self.size, len(data), self.size), self.interval)
 
 
-@dataclasses.dataclass(frozen=True)
 class Glue(_Shaper):
     """Hold the replies of C{count} consecutive steps, from the one the
     fault fires on, and write them in one TCP write.  A client that sends
@@ -438,8 +431,7 @@ class Glue(_Shaper):
         return [*rest, Send(bytes(data))]
 
 
-@dataclasses.dataclass(frozen=True)
-class Inject(_Shaper):
+class Inject(_Shaper, kw_only=True):
     """Send extra reply lines right after the step's reply, in the same
     write.  After STARTTLS's 220 this is the response-injection attack on
     clients (the NO STARTTLS family): a man in the middle appends plaintext
@@ -471,7 +463,6 @@ class Inject(_Shaper):
 # -- framing: how the reply itself is spelled --------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
 class _Framing(Fault):
     """A fault that changes the spelling of the replies of the steps it fires on."""
 
@@ -482,7 +473,6 @@ class _Framing(Fault):
         return reply
 
 
-@dataclasses.dataclass(frozen=True)
 class BareLF(_Framing):
     """End each reply line with a bare LF instead of CRLF.
 
@@ -496,7 +486,6 @@ class BareLF(_Framing):
         return dataclasses.replace(reply, line_end="\n")
 
 
-@dataclasses.dataclass(frozen=True)
 class MissingSpace(_Framing):
     """Write something other than a space after the code of a reply's last
     line: nothing (C{250OK}), or a hyphen (C{250-OK}: the reply never ends
@@ -519,7 +508,6 @@ class MissingSpace(_Framing):
         return dataclasses.replace(reply, last_separator=self.separator)
 
 
-@dataclasses.dataclass(frozen=True)
 class TrailingSpace(_Framing):
     """Decide whether a reply with no text keeps the space after its code:
     C{"334 "} or C{"334"}.  Both broke real clients around AUTH.

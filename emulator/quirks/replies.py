@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated
 
 from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from emulator.quirks.base import Quirk
-from emulator.quirks.faults import NotNegative, ReplyFault
+from emulator.quirks.faults import Count, ReplyFault
+from emulator.schema import Record
 
 
-@dataclasses.dataclass(frozen=True)
-class ReplyOverride(Quirk):
+class ReplyOverride(Record, Quirk):
     """The first spelling of the C{reply} fault (L{ReplyFault}), kept so that
     profiles written for it still load: answer a chosen occurrence of a
     command with a given reply instead of running it, as smtp-sink's
@@ -32,12 +32,12 @@ class ReplyOverride(Quirk):
     command: str
     reply: str | list[str]
     occurrence: Annotated[int, Meta(ge=1)] = 1
-    times: Annotated[int, NotNegative] = 1
+    times: Count = 1
 
     def __post_init__(self):
         # The fault's errors name command or reply, which are keys here too.
-        fault = ReplyFault(self.reply, command=self.command, from_=self.occurrence, times=self.times)
-        object.__setattr__(self, "_fault", fault)
+        force_setattr(self, "_fault", ReplyFault(reply=self.reply, command=self.command, from_=self.occurrence,
+                                                 times=self.times))
 
     def on_connect(self, conn) -> bool:
         return self._fault.on_connect(conn)

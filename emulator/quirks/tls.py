@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from typing import Annotated
 
 from emulator.quirks.base import Quirk
-from emulator.quirks.faults import NotNegative
+from emulator.quirks.faults import Count
+from emulator.schema import Record
 
 
-@dataclasses.dataclass(frozen=True)
-class StartTLSBufferLeak(Quirk):
+class StartTLSBufferLeak(Record, Quirk):
     """Execute plaintext pipelined after STARTTLS as if it had arrived inside
     TLS: the STARTTLS command-injection bug (CVE-2011-0411, VU#555316; Postfix
     before 2.7.3, qmail-based servers, and Twisted's ESMTP today).  The safe
@@ -31,8 +29,7 @@ class StartTLSBufferLeak(Quirk):
         return pending
 
 
-@dataclasses.dataclass(frozen=True)
-class TLSSessionNotSecure(Quirk):
+class TLSSessionNotSecure(Record, Quirk):
     """IIS 4.0 SMTP with "128-bit encryption" required (KB Q279214): after
     C{220 SMTP server ready} and a completed handshake, the first session
     from a sending host is not marked secure, so its MAIL FROM gets C{505
@@ -50,7 +47,7 @@ class TLSSessionNotSecure(Quirk):
 
     type = "tls_session_not_secure"
 
-    sessions: Annotated[int, NotNegative] = 1
+    sessions: Count = 1
 
     def after_tls(self, conn) -> None:
         seen = conn.server.shared.setdefault("tls_session_not_secure", Counter())

@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from emulator.schema import invalid
+from emulator.schema import Timeout, invalid
 
 Version = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 Advertise = Literal["always", "with_certificate", "never"]
@@ -87,7 +87,7 @@ class TLSConfig:
     required: bool = False
     min_bits: Size = 0
     client_hello_on_plaintext: Literal["process", "ignore"] = "process"
-    handshake_timeout: Annotated[float, Meta(gt=0, description="a number of seconds above 0")] = 30.0
+    handshake_timeout: Timeout = 30.0
 
     def __post_init__(self):
         if self.certificate == "files" and not (self.cert_file and self.key_file):
