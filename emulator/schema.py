@@ -4,39 +4,44 @@ their sections, quirks, faults and middleboxes are all read by L{read}, so
 that every mistake is refused the same way: one line, C{key: problem}, which
 the loaders turn into C{file:key: problem} (L{ProfileError}).
 
-A record is a frozen dataclass: its fields are the keys a file may hold (a
-trailing underscore is dropped, so C{from_} is the key C{from}), their types
-say what each key takes, and everything else is refused.  Constraints are
-written on the type with msgspec's C{Meta} inside C{Annotated}::
+A record is a class whose fields are the keys a file may hold (a trailing
+underscore is dropped: C{from_} is the key C{from}); their types say what
+each key takes, and every other key is refused.  Constraints are written on
+the type with msgspec's C{Meta} inside C{Annotated}::
 
     times: Annotated[int, Meta(ge=0)] = 0
     scope: Annotated[Literal["connection", "peer"], Meta(description="connection or peer")] = "connection"
-    password: Annotated[str, SECRET]          # never repeated in an error
+    accounts: Annotated[tuple[Account, ...], SECRET] = ()     # values never repeated in an error
+    limits: Annotated[Limits, keys_called("limit")] = Limits()  # "unknown limit; known limits: ..."
 
 (C{ge}, C{gt}, C{le}, C{min_length}; a C{description} replaces the words
-a type or range error would use; L{SECRET} keeps a value out of every
-message; C{NOUN} names what the keys of a nested record are), choices are
-C{Literal}, and rules across keys are the record's C{__post_init__}, which
-raises L{invalid}C{(key, problem)}.  Kinds written C{{type, attributes}}
-(quirks, middleboxes) are a L{Family}: the type picks a record, whose fields
-are the attributes.
+a type or range error would use), choices are C{Literal}, and rules across
+keys are the record's C{__post_init__}, which raises L{invalid}C{(key,
+problem)}.  Kinds written C{{type, attributes}} (quirks, middleboxes) are a
+L{Family}: the type picks a record, whose fields are the attributes.
 
-The work is done by msgspec (C{msgspec.convert(..., strict=True)}, in C):
-types, ranges, choices, unknown and missing keys, with the path of each
-problem, which L{read} words as this project always has.  For each record it
-derives, once, a frozen C{msgspec.Struct} with C{forbid_unknown_fields}, and
-converts into that; the records themselves stay dataclasses because
-C{dataclasses.replace} on them (a profile with other limits, a persona with
-another TLS rule) is how code and tests vary them, and because a float key
-keeps an integer as written (C{seconds: 2} stays C{2}: a fault's C{repr}
-seeds its dice).
+The work is msgspec's (C{msgspec.convert(..., strict=True)}, in C): types,
+ranges, choices, unknown and missing keys, each with its path, which
+L{read} words as this project always has.  Records come in two kinds:
 
-Why msgspec rather than pydantic or attrs+cattrs: start-up is measured, and
-the readers run at every start.  In this checkout (Python 3.11, msgspec
-0.23, C{python -X importtime}) C{import msgspec} costs about 4 ms after
-Twisted (which has already imported typing and typing_extensions), 13 to 18
-ms in C{emulator check} without Twisted; pydantic costs 50 ms or more by its
-first model, and attrs+cattrs about 20 ms while still needing hand-written
+  - L{Record}, a frozen C{msgspec.Struct} with C{forbid_unknown_fields}:
+    the quirk and middlebox types, read as they are.  Every start imports
+    all of them, and a Struct class is made in C (17 dataclasses took about
+    10 ms to create; see L{Record}).
+  - a frozen dataclass: the sections, limits, profiles and personas, which
+    code and tests vary with C{dataclasses.replace} (a profile with other
+    limits, a persona with another TLS rule).  For each, L{read} derives
+    once a frozen Struct with C{forbid_unknown_fields} and converts into
+    that, then makes the dataclass; a float key keeps an integer as written,
+    as the hand-written readers did (see L{number}).
+
+Why msgspec rather than pydantic or attrs+cattrs: start-up is measured and
+these readers run at every start.  In this checkout (Python 3.11, msgspec
+0.23, C{python -X importtime}, the least of 7 runs) C{import msgspec} costs
+4.0 to 4.5 ms once Twisted is imported (C{twistd}, C{emulator serve}: Twisted
+has already imported typing and typing_extensions), 5.5 ms when it must
+import typing_extensions itself; pydantic costs 50 ms or more by its first
+model, and attrs+cattrs about 20 ms while still needing hand-written
 messages.  msgspec's strict conversion, C{Meta} constraints, C{Literal}
 choices and error paths are what six hand-written readers did before.
 
@@ -49,7 +54,6 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -65,14 +69,17 @@ from msgspec import UNSET, Meta, UnsetType
 SECRET = Meta(extra={"secret": True})
 
 
+#: A count, 0 or more.
+Count = Annotated[int, Meta(ge=0)]
 #: Seconds of a timeout: above 0, since a timeout is never off (the count
 #: limits take 0 for "no limit"; a timeout of 0 would never fire).
 Timeout = Annotated[float, Meta(gt=0, description="a number of seconds above 0 (a timeout cannot be off)")]
 
 
-def NOUN(singular: str) -> Meta:
-    """C{Annotated[Limits, NOUN("limit")]}: what the keys of that record are
-    called in an error (C{unknown limit; known limits: ...}); C{key} by default."""
+def keys_called(singular: str) -> Meta:
+    """C{Annotated[Limits, keys_called("limit")]}: what the keys of that
+    record are called in an error (C{unknown limit; known limits: ...});
+    C{key} by default."""
     return Meta(extra={"noun": singular})
 
 
@@ -123,6 +130,8 @@ def did_you_mean(word, known: Iterable[str], cutoff: float = 0.6) -> str:
     the value is shown."""
     if not isinstance(word, str):
         return ""
+    import difflib  # only when a mistake is worded: 2 ms of every start otherwise
+
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=cutoff)
     if not close:
         return ""
@@ -173,9 +182,11 @@ def keys(cls) -> dict[str, str]:
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, dict=True, rename=key_name):
-    """A record that is a msgspec Struct rather than a dataclass: read as it
-    is, and made in C, which matters for the quirk and middlebox types that
-    every start imports (a dataclass costs about a millisecond to create).
+    """A record that is a msgspec Struct: read as it is, and made in C, which
+    matters for the quirk and middlebox types that every start imports (in
+    this checkout 14 such classes took 4 ms to create as Structs, 17 ms as
+    dataclasses, on a busy machine).  Its C{repr} is a dataclass's.
+
     A subclass that adds a key without a default after keys with one says
     C{kw_only=True}; C{__post_init__} keeps what it works out with
     C{msgspec.structs.force_setattr} (C{dict=True} gives it a place)."""

@@ -8,7 +8,7 @@ import pytest
 from msgspec import Meta
 
 from emulator import schema
-from emulator.schema import NOUN, SECRET, Family, SchemaError
+from emulator.schema import SECRET, Family, SchemaError, keys_called
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Record:
     chance: Annotated[float, Meta(ge=0, le=1)] = 1.0
     seconds: float = 1.0
     items: tuple[Item, ...] = ()
-    bounds: Annotated[Bounds, NOUN("limit")] = Bounds()
+    bounds: Annotated[Bounds, keys_called("limit")] = Bounds()
     texts: dict[str, str | list[str]] = field(default_factory=dict)
     password: Annotated[str, SECRET] = ""
     label: str | None = None

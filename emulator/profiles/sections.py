@@ -22,7 +22,7 @@ from emulator.auth.mechanisms import AuthSettings
 from emulator.core import commands
 from emulator.middlebox import Middlebox
 from emulator.quirks import Quirk
-from emulator.schema import NOUN, Family, Timeout
+from emulator.schema import Count, Family, Timeout, keys_called
 from emulator.tls.config import TLSConfig
 
 #: Every verb a profile's C{commands:} may enable: verb -> (handler, the
@@ -37,7 +37,6 @@ def _text(description: str):
     return Annotated[str, Meta(description=description)]
 
 
-Count = Annotated[int, Meta(ge=0)]
 Catalogue = Annotated[dict[str, str | list[str]], Meta(description="a mapping of reply names to quoted texts")]
 
 
@@ -46,8 +45,7 @@ class Limits:
     """Numeric limits, with RFC 5321 section 4.5.3 defaults.
 
     Every limit but the timeouts may be 0 for "no limit"; a timeout is a
-    number of seconds above 0 (a connection that never times out is not
-    what any product did).
+    number of seconds above 0 (0 would turn it off, which the docs rule out).
 
     @ivar command_line: longest command line in bytes, CRLF included (512,
         RFC 5321 4.5.3.1.4).
@@ -104,7 +102,7 @@ class Document:
     commands: Annotated[tuple[str, ...], Meta(description="a list of verbs")] = ()
     ehlo_keywords: tuple[str, ...] = ()
     replies: Catalogue = field(default_factory=dict)
-    limits: Annotated[Limits, NOUN("limit")] = Limits()
+    limits: Annotated[Limits, keys_called("limit")] = Limits()
     require_helo: bool = True
     quirks: Annotated[tuple[Quirk, ...], Meta(description="a list of {type, attributes}")] = ()
     seed: Annotated[int, Meta(description="an integer (the seed of the quirks' probabilities)")] | None = None

@@ -32,7 +32,7 @@ from emulator import schema
 from emulator.core import commands, replies
 from emulator.core.actions import Delay, Send
 from emulator.quirks.base import Quirk
-from emulator.schema import invalid
+from emulator.schema import Count, invalid
 
 _STEP = re.compile(r"\A(?:\*|\.|[A-Za-z][A-Za-z0-9_-]*)\Z")
 _ALIASES = {".": "DATA_END"}
@@ -47,8 +47,6 @@ _MISSPELT = 0.75
 # Reply fields a fault can fill in: what is known at any step.
 _FIELDS = {"hostname", "version", "peer_ip", "peer_port", "date", "verb", "argument"}
 _tokens = itertools.count(1)
-#: A count, 0 or more.
-Count = Annotated[int, Meta(ge=0)]
 #: Seconds, 0 or more (an integer stays one: see L{schema.number}).
 Seconds = schema.number(ge=0)
 

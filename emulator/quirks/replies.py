@@ -8,8 +8,8 @@ from msgspec import Meta
 from msgspec.structs import force_setattr
 
 from emulator.quirks.base import Quirk
-from emulator.quirks.faults import Count, ReplyFault
-from emulator.schema import Record
+from emulator.quirks.faults import ReplyFault
+from emulator.schema import Count, Record
 
 
 class ReplyOverride(Record, Quirk):

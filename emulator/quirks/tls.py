@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from emulator.quirks.base import Quirk
-from emulator.quirks.faults import Count
-from emulator.schema import Record
+from emulator.schema import Count, Record
 
 
 class StartTLSBufferLeak(Record, Quirk):
