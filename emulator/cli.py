@@ -328,7 +328,7 @@ def cmd_serve(options: list[str]) -> int:
     else:
         behind = f", behind {emulation.middlebox.type}" if emulation.middlebox else ""
         progress(f"profile {profile.name}: {profile.product} {profile.version}{behind}")
-    if emulation.tls_context is not None and profile.sections["tls"].certificate == "generated" \
+    if emulation.tls_context is not None and profile.tls.certificate == "generated" \
             and not emulation.tls_cert:
         from emulator.tls.certs import CertStore
 

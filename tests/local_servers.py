@@ -93,11 +93,11 @@ NTLMStub.type = STUB
 def register() -> None:
     """File the stub under its type name (undone by L{unregister})."""
     quirks.types_()  # the built-in quirks first
-    quirks._REGISTRY[STUB] = NTLMStub
+    quirks.QUIRKS.types[STUB] = NTLMStub
 
 
 def unregister() -> None:
-    quirks._REGISTRY.pop(STUB, None)
+    quirks.QUIRKS.types.pop(STUB, None)
 
 
 def write_profile(folder: Path, name: str, *, base: str = "ims55sp4", auth_verbs=(), advertise=(),

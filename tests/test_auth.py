@@ -502,7 +502,7 @@ def test_events_record_user_and_outcome_but_never_the_password(tmp_path):
 def test_settings_repr_hides_passwords():
     """The loaded auth: section (and so the profile's repr) never shows a password."""
     loaded = profiles.load("ims55sp4")
-    assert "secret" not in repr(loaded.sections["auth"])
+    assert "secret" not in repr(loaded.auth)
     assert "secret" not in repr(loaded)
 
 

@@ -23,7 +23,7 @@ def test_account_option_adds_to_the_profiles_accounts():
     """--account is repeatable and adds to the profile's own accounts (tester stays)."""
     options = Options()
     options.parseOptions(["--profile", "ims55sp4", "--account", "CORP\\alice:one", "--account", "bob:two"])
-    accounts = options["loaded_profile"].sections["auth"].accounts
+    accounts = options["loaded_profile"].auth.accounts
     assert [(a.user, a.domain, a.password) for a in accounts] == [
         ("tester", "EXAMPLE", "secret"), ("alice", "CORP", "one"), ("bob", "", "two")]
 

@@ -44,7 +44,7 @@ def load(tmp_path, text):
 
 def test_minimal_auth_profile_loads(tmp_path):
     """The smallest profile with AUTH LOGIN loads into AuthSettings with its defaults."""
-    settings = load(tmp_path, GOOD).sections["auth"]
+    settings = load(tmp_path, GOOD).auth
     assert settings == AuthSettings(mechanisms=("LOGIN",), accounts=(Account("tester", "EXAMPLE", "secret"),))
     assert (settings.required, settings.challenge_seed, settings.ntlm_versions, settings.line_limit) == (
         False, None, ("NTLMv1", "NTLMv2"), 12288)
@@ -60,7 +60,7 @@ def test_every_key_is_read(tmp_path):
         ntlm_domain: "CORP"
         line_limit: 4096
     """), "  ")).replace('  auth_ok_login: "235 yes"\n', '  auth_ok_login: "235 yes"\n  auth_required: "530 log in"\n')
-    settings = load(tmp_path, text).sections["auth"]
+    settings = load(tmp_path, text).auth
     assert (settings.mechanisms, settings.required, settings.challenge_seed, settings.ntlm_versions,
             settings.ntlm_domain, settings.line_limit) == (("LOGIN",), True, "seed", ("NTLMv2",), "CORP", 4096)
 
@@ -69,7 +69,7 @@ def test_profile_without_auth_section_gets_defaults(tmp_path):
     """A profile with neither auth: nor AUTH loads, with an empty AuthSettings."""
     text = GOOD.replace("commands: [HELO, QUIT, AUTH]", "commands: [HELO, QUIT]")
     text = text[:text.index("auth:\n")]
-    assert load(tmp_path, text).sections["auth"] == AuthSettings()
+    assert load(tmp_path, text).auth == AuthSettings()
 
 
 @pytest.mark.parametrize("old, new, key, problem", [

@@ -276,3 +276,66 @@ def test_fault_attributes_are_typed_for_the_loader():
     required = {"reply": {"reply": "250 ok"}, "inject": {"reply": "250 ok"}}
     for name in types():
         assert quirks.build({"type": name, "attributes": {"command": "NOOP", **required.get(name, {})}}).type == name
+
+
+# -- misspelt steps (issue 17) -----------------------------------------------------------
+
+KNOWN_STEPS = ("known steps: connect, data_end, ., *, HELO, EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, STARTTLS, "
+               "VRFY, EXPN, HELP, ETRN, TURN, XEXCH50, AUTH, XAUTH, BDAT, ATRN")
+
+
+@pytest.mark.parametrize("spec, step, guess", [
+    ("rpct:reply=452 x", "rpct", "RCPT"),
+    ("RCTP:reply=452 x:times=2", "RCTP", "RCPT"),
+    ("conect:delay=2", "conect", "connect"),
+    ("dataend:reply=451 later", "dataend", "data_end"),
+    ("startls:stall", "startls", "STARTTLS"),
+])
+def test_a_misspelt_step_is_refused_with_a_did_you_mean(spec, step, guess):
+    """--fault 'rpct:...' never fired before; now it is refused, naming the known steps and the likely one."""
+    with pytest.raises(FaultError) as error:
+        parse(spec)
+    assert str(error.value) == f"fault {spec!r}: command: unknown step {step!r}; did you mean {guess}? {KNOWN_STEPS}"
+
+
+@pytest.mark.parametrize("verb", ["XYZZY", "X-EXPS", "xusr"])
+def test_a_verb_the_emulator_does_not_know_may_still_be_answered(verb):
+    """A product's own command, far from every known step, is no misspelling: a fault may answer it."""
+    assert parse(f"{verb}:reply=250 fine").command == verb.upper()
+
+
+@pytest.mark.parametrize("entry", [
+    "{type: reply, attributes: {command: RCTP, reply: \"452 x\"}}",
+    "{type: reply_override, attributes: {command: RCTP, reply: \"452 x\"}}",
+])
+def test_a_misspelt_step_in_a_profile_stops_it(tmp_path, entry):
+    """YAML command: RCTP (a fault or the older reply_override) is refused at load with file:key: problem."""
+    path = write(tmp_path, f"quirks: [{entry}]\n")
+    with pytest.raises(profiles.ProfileError) as error:
+        profiles.load(path)
+    assert str(error.value) == (f"{path}:quirks[0].attributes.command: unknown step 'RCTP'; did you mean RCPT? "
+                                f"{KNOWN_STEPS}")
+
+
+def test_emulator_check_reports_a_misspelt_step(tmp_path):
+    """`emulator check` (the real entry point) says the one line and exits 1, where it said ok before."""
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "quirks: [{type: reply, attributes: {command: RCTP, reply: \"452 x\"}}]\n")
+    result = subprocess.run([sys.executable, "-m", "emulator.cli", "check", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout == (f"{path}:quirks[0].attributes.command: unknown step 'RCTP'; did you mean RCPT? "
+                             f"{KNOWN_STEPS}\n")
+
+
+def test_twistd_refuses_a_misspelt_step(tmp_path):
+    """twistd emulator --fault 'rpct:...' is a usage error of one line."""
+    from twisted.python import usage
+
+    from emulator.host.tap import Options
+
+    with pytest.raises(usage.UsageError) as error:
+        Options().parseOptions(["--fault", "rpct:reply=452 x", "--state-dir", str(tmp_path)])
+    assert str(error.value) == f"--fault: fault 'rpct:reply=452 x': command: unknown step 'rpct'; did you mean RCPT? {KNOWN_STEPS}"

@@ -240,3 +240,22 @@ def test_the_shortest_timeout_is_how_often_a_host_looks():
     assert shortest(idle_timeout=600, data_timeout=20) == 20
     assert shortest(idle_timeout=600, data_timeout=0) == 30
     assert shortest(idle_timeout=0, data_timeout=0) == 30
+
+
+@pytest.mark.parametrize("section, key", [("limits", "idle_timeout"), ("limits", "data_timeout"),
+                                          ("tls", "handshake_timeout")])
+def test_a_timeout_of_zero_is_refused(tmp_path, section, key):
+    """The docs say the timeouts cannot be 0 (only the count limits take 0 for "no limit"): 0 is refused at load."""
+    path = tmp_path / "t.yaml"
+    path.write_text(f"name: t\nextends: ims55sp4\n{section}: {{{key}: 0}}\n")
+    with pytest.raises(profiles.ProfileError) as error:
+        profiles.load(path)
+    assert str(error.value) == f"{path}:{section}.{key}: must be a number of seconds above 0 (a timeout cannot be off)"
+
+
+def test_a_count_limit_of_zero_still_means_no_limit(tmp_path):
+    """Only the timeouts lost their 0: recipients: 0 loads as before."""
+    path = tmp_path / "t.yaml"
+    path.write_text("name: t\nextends: ims55sp4\nlimits: {recipients: 0, idle_timeout: 0.5}\n")
+    limits = profiles.load(path).limits
+    assert (limits.recipients, limits.idle_timeout) == (0, 0.5)

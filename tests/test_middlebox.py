@@ -375,12 +375,12 @@ BEHIND = textwrap.dedent("""\
 
 
 def test_profile_section_builds_the_middlebox(tmp_path):
-    """A profile's middlebox: section is loaded into sections['middlebox']."""
+    """A profile's middlebox: section is loaded into Profile.middlebox."""
     path = tmp_path / "behind.yaml"
     path.write_text(BEHIND.format(name="behind", attributes="{dotcrlf_bug: false}"))
     loaded = profiles.load(path)
-    assert loaded.sections["middlebox"] == pix(dotcrlf_bug=False)
-    assert profiles.load("ims55sp4").sections["middlebox"] is None
+    assert loaded.middlebox == pix(dotcrlf_bug=False)
+    assert profiles.load("ims55sp4").middlebox is None
 
 
 def test_profile_section_errors_name_file_and_key(tmp_path):
@@ -397,7 +397,7 @@ def test_shipped_compositions_run_behind_their_middlebox(name):
     """A shipped composition profile greets through its own middlebox."""
     h = MiddleboxHarness(None, name)
     assert h.connect().startswith(b"220 ")
-    assert h.box.type == profiles.load(name).sections["middlebox"].type
+    assert h.box.type == profiles.load(name).middlebox.type
 
 
 def test_middlebox_file_and_name_loading(tmp_path):

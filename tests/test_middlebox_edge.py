@@ -173,5 +173,5 @@ def test_help_and_docs_document_the_middlebox_options_and_types():
     for name in middlebox.types_():
         assert f"\n## `{name}`\n" in page
     for name in profiles.names():
-        if profiles.load(name).sections["middlebox"] is not None:
+        if profiles.load(name).middlebox is not None:
             assert f"| `{name}` |" in readme

@@ -134,7 +134,7 @@ def test_client_hello_is_processed_as_bytes_where_the_profile_says_so():
     from emulator.tls.config import TLSConfig
 
     p = profiles.load("ims55sp4")
-    p = replace(p, sections={**p.sections, "tls": TLSConfig(client_hello_on_plaintext="process")})
+    p = replace(p, tls=TLSConfig(client_hello_on_plaintext="process"))
     h = Harness(p)
     h.connect()
     assert h.send(CLIENT_HELLO) == b"500 Unrecognized command\r\n" * CLIENT_HELLO.count(b"\n")

@@ -2,9 +2,9 @@
 Authentication personas: C{AUTH} (RFC 4954) with LOGIN, PLAIN and NTLM, and
 Exchange 5.0's C{XAUTH}, against accounts that are profile data.
 
-A profile's C{auth:} section (parsed by L{parse} into L{AuthSettings}) says
-which mechanisms each verb takes, the accounts, whether MAIL needs a login,
-and how the NTLM server challenge is chosen::
+A profile's C{auth:} section (L{AuthSettings}, read by L{emulator.schema})
+says which mechanisms each verb takes, the accounts, whether MAIL needs a
+login, and how the NTLM server challenge is chosen::
 
     auth:
       mechanisms: [LOGIN, NTLM]       # what AUTH takes (504 for others)
@@ -14,10 +14,11 @@ and how the NTLM server challenge is chosen::
       required: false                 # true: MAIL before a login gets auth_required
       challenge_seed: "ims55"         # deterministic NTLM challenges (default: random)
 
-The verbs C{AUTH} and C{XAUTH} are registered in L{emulator.core.commands.VERBS}
-here.  XAUTH's syntax is unsourced (Exchange 5.0; KB Q195201 names only the
-keyword): it is modelled exactly like AUTH, C{XAUTH NTLM [initial-response]}
-followed by the same 334 base64 exchange [P].
+The verbs C{AUTH} and C{XAUTH} are L{VERB_TABLE}, which
+L{emulator.profiles.sections} adds to the core's verb table.  XAUTH's syntax
+is unsourced (Exchange 5.0; KB Q195201 names only the keyword): it is
+modelled exactly like AUTH, C{XAUTH NTLM [initial-response]} followed by the
+same 334 base64 exchange [P].
 
 Each finished attempt is one transcript event C{auth} with the verb, the
 mechanism, the user name as the client gave it and the outcome (and, for a
@@ -33,13 +34,12 @@ import binascii
 import dataclasses
 import hmac
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Annotated, Iterable
 
-from emulator.core import commands
+from msgspec import Meta
 
-from emulator.profiles import loader as profile
 from emulator.auth.accounts import Account
-from emulator.profiles.loader import SectionError
+from emulator.schema import SECRET, invalid
 
 VERBS = ("AUTH", "XAUTH")
 # Replies AUTH and XAUTH may send whatever the mechanism.
@@ -55,6 +55,9 @@ NTLM_VERSIONS = ("NTLMv1", "NTLMv2")
 # RFC 4954 section 4: "12288 octets is considered to be a sufficient line
 # length limit" for the responses of deployed mechanisms.
 RESPONSE_LINE_LIMIT = 12288
+_Mechanisms = Annotated[tuple[str, ...], Meta(description=f"a list of names from {', '.join(MECHANISM_REPLIES)}")]
+_Versions = Annotated[tuple[str, ...], Meta(description=f"a list of names from {', '.join(NTLM_VERSIONS)}")]
+_LineLimit = Annotated[int, Meta(ge=3, description="an integer of 3 or more (bytes, CRLF included)")]
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,25 @@ class AuthSettings:
     @ivar line_limit: the longest response line in bytes, CRLF included.
     """
 
-    mechanisms: tuple[str, ...] = ()
-    xauth_mechanisms: tuple[str, ...] = ()
-    accounts: tuple[Account, ...] = ()
+    mechanisms: _Mechanisms = ()
+    xauth_mechanisms: _Mechanisms = ()
+    # Problems name the key and never repeat a value: it may be a password.
+    accounts: Annotated[tuple[Account, ...], SECRET] = ()
     required: bool = False
     challenge_seed: str | None = None
-    ntlm_versions: tuple[str, ...] = NTLM_VERSIONS
+    ntlm_versions: _Versions = NTLM_VERSIONS
     ntlm_domain: str = "EXAMPLE"
-    line_limit: int = RESPONSE_LINE_LIMIT
+    line_limit: _LineLimit = RESPONSE_LINE_LIMIT
+
+    def __post_init__(self):
+        for key in ("mechanisms", "xauth_mechanisms"):
+            object.__setattr__(self, key, _names(key, getattr(self, key), MECHANISM_REPLIES, upper=True))
+        _names("ntlm_versions", self.ntlm_versions, NTLM_VERSIONS)
+        if not self.ntlm_versions:
+            raise invalid("ntlm_versions", "must list at least one NTLM version")
+        for i, account in enumerate(self.accounts):
+            if not account.user or "\\" in account.user:
+                raise invalid(f"accounts[{i}].user", "must be a user name without a domain (put that in domain:)")
 
     def offered(self, verb: str) -> tuple[str, ...]:
         """The mechanisms C{verb} (C{AUTH} or C{XAUTH}) takes."""
@@ -95,24 +109,24 @@ class AuthSettings:
         for key, verb in (("mechanisms", "AUTH"), ("xauth_mechanisms", "XAUTH")):
             offered = getattr(self, key)
             if verb in verbs and not offered:
-                raise SectionError(key, f"commands: enables {verb} but no mechanism is listed")
+                raise invalid(key, f"commands: enables {verb} but no mechanism is listed")
             if offered and verb not in verbs:
-                raise SectionError(key, f"lists mechanisms for {verb}, which commands: lacks")
+                raise invalid(key, f"lists mechanisms for {verb}, which commands: lacks")
             for i, name in enumerate(offered):
                 missing = [r for r in MECHANISM_REPLIES[name] if r not in catalogue]
                 if missing:
-                    raise SectionError(f"{key}[{i}]", f"{name} needs replies: {', '.join(missing)}")
+                    raise invalid(f"{key}[{i}]", f"{name} needs replies: {', '.join(missing)}")
         if self.required:
             if not set(VERBS) & set(verbs):
-                raise SectionError("required", "needs AUTH or XAUTH in commands:")
+                raise invalid("required", "needs AUTH or XAUTH in commands:")
             if "auth_required" not in catalogue:
-                raise SectionError("required", "needs replies: auth_required (the refusal of MAIL before a login)")
+                raise invalid("required", "needs replies: auth_required (the refusal of MAIL before a login)")
 
     def adapt_verbs(self, verbs: dict) -> dict:
         """With C{required}, MAIL before a successful login is refused.
 
-        The gate wraps the profile's MAIL handler in the verb table (see
-        L{emulator.core.connection.Server}) rather than living in
+        The gate wraps the profile's MAIL handler in its verb table (built
+        by L{emulator.profiles.loader}, C{Profile.handlers}) rather than living in
         L{emulator.core.commands.mail}: the core stays unaware of authentication,
         profiles without the setting run MAIL untouched, and the refusal is
         the catalogue's C{auth_required} text, so no product is named in code.
@@ -134,102 +148,17 @@ def _gated(mail):
     return gated_mail
 
 
-# -- the auth: section ----------------------------------------------------
-
-def _string(key: str, value) -> str:
-    if not isinstance(value, str):
-        raise SectionError(key, "must be a quoted string")
-    return value
-
-
-def _flag(key: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise SectionError(key, "must be true or false")
-    return value
-
-
-def _names(key: str, value, known: Iterable[str], upper: bool = False) -> tuple[str, ...]:
-    known = tuple(known)
-    if not isinstance(value, list):
-        raise SectionError(key, f"must be a list of names from {', '.join(known)}")
-    names = []
-    for i, item in enumerate(value):
-        name = _string(f"{key}[{i}]", item)
+def _names(key: str, names: tuple[str, ...], known, upper: bool = False) -> tuple[str, ...]:
+    """C{names} checked against C{known} (upper-cased first with C{upper}), each once."""
+    seen = []
+    for i, name in enumerate(names):
         name = name.upper() if upper else name
         if name not in known:
-            raise SectionError(f"{key}[{i}]", f"unknown name {item!r}; known: {', '.join(known)}")
-        if name in names:
-            raise SectionError(f"{key}[{i}]", f"{name} is listed twice")
-        names.append(name)
-    return tuple(names)
-
-
-def _mechanisms(key: str, value) -> tuple[str, ...]:
-    return _names(key, value, MECHANISM_REPLIES, upper=True)
-
-
-def _versions(key: str, value) -> tuple[str, ...]:
-    versions = _names(key, value, NTLM_VERSIONS)
-    if not versions:
-        raise SectionError(key, "must list at least one NTLM version")
-    return versions
-
-
-def _limit(key: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 3:
-        raise SectionError(key, "must be an integer of 3 or more (bytes, CRLF included)")
-    return value
-
-
-_ACCOUNT_KEYS = ("user", "domain", "password")
-
-
-def _accounts(key: str, value) -> tuple[Account, ...]:
-    # Problems name the key and never repeat a value: it may be a password.
-    if not isinstance(value, list):
-        raise SectionError(key, "must be a list of {user, domain, password}")
-    accounts = []
-    for i, entry in enumerate(value):
-        where = f"{key}[{i}]"
-        if not isinstance(entry, dict):
-            raise SectionError(where, "must be a mapping {user, domain, password}")
-        for name in entry:
-            if name not in _ACCOUNT_KEYS:
-                raise SectionError(f"{where}.{name}", f"unknown key; known keys: {', '.join(_ACCOUNT_KEYS)}")
-        for name in ("user", "password"):
-            if name not in entry:
-                raise SectionError(f"{where}.{name}", "is required")
-        fields = {name: _string(f"{where}.{name}", entry[name]) for name in entry}
-        if not fields["user"] or "\\" in fields["user"]:
-            raise SectionError(f"{where}.user", "must be a user name without a domain (put that in domain:)")
-        accounts.append(Account(fields["user"], fields.get("domain", ""), fields["password"]))
-    return tuple(accounts)
-
-
-_KEYS = {
-    "mechanisms": _mechanisms,
-    "xauth_mechanisms": _mechanisms,
-    "accounts": _accounts,
-    "required": _flag,
-    "challenge_seed": _string,
-    "ntlm_versions": _versions,
-    "ntlm_domain": _string,
-    "line_limit": _limit,
-}
-
-
-@profile.section("auth")
-def parse(value: dict | None) -> AuthSettings:
-    """The C{auth:} section, checked key by key (see L{AuthSettings})."""
-    if value is None:
-        return AuthSettings()
-    fields = {}
-    for key, item in value.items():
-        convert = _KEYS.get(key)
-        if convert is None:
-            raise SectionError(str(key), f"unknown key; known keys: {', '.join(_KEYS)}")
-        fields[key] = convert(key, item)
-    return AuthSettings(**fields)
+            raise invalid(f"{key}[{i}]", f"unknown name {names[i]!r}; known: {', '.join(known)}")
+        if name in seen:
+            raise invalid(f"{key}[{i}]", f"{name} is listed twice")
+        seen.append(name)
+    return tuple(seen)
 
 
 # -- accounts from outside the profile ------------------------------------
@@ -253,9 +182,7 @@ def with_accounts(loaded, accounts: Iterable[Account | str]):
     extra = tuple(a if isinstance(a, Account) else parse_account(a) for a in accounts)
     if not extra:
         return loaded
-    settings = loaded.sections["auth"]
-    settings = dataclasses.replace(settings, accounts=settings.accounts + extra)
-    return dataclasses.replace(loaded, sections={**loaded.sections, "auth": settings})
+    return dataclasses.replace(loaded, auth=dataclasses.replace(loaded.auth, accounts=loaded.auth.accounts + extra))
 
 
 # -- the verbs --------------------------------------------------------------
@@ -271,7 +198,7 @@ def xauth(conn, arg: bytes) -> None:
 
 
 def _command(conn, verb: str, arg: bytes) -> None:
-    settings = conn.profile.sections["auth"]
+    settings = conn.profile.auth
     mechanism, _, initial = arg.strip().partition(b" ")
     name = mechanism.decode("latin-1").upper()
     exchange = _EXCHANGES.get(name, _Exchange)(verb, name, settings)
@@ -483,5 +410,6 @@ class _NTLM(_Exchange):
 
 _EXCHANGES = {"LOGIN": _Login, "PLAIN": _Plain, "NTLM": _NTLM}
 
-commands.VERBS["AUTH"] = (auth, REPLIES)
-commands.VERBS["XAUTH"] = (xauth, REPLIES)
+#: The verbs of this module for the verb table (L{emulator.profiles.sections.VERBS}):
+#: verb -> (handler, the catalogue replies it may send).
+VERB_TABLE = {"AUTH": (auth, REPLIES), "XAUTH": (xauth, REPLIES)}

@@ -51,7 +51,7 @@ class Listener(Factory):
         self.target = self._target(emulation)
 
     def _target(self, emulation: Emulation) -> Factory:
-        if self.implicit_tls and not emulation.profile.sections["tls"].implicit:
+        if self.implicit_tls and not emulation.profile.tls.implicit:
             raise ValueError(f"{emulation.profile.name} never offered TLS from the first byte "
                              "(tls: implicit: false), as KB Q218430 describes for Exchange 5.5")
         key = id(emulation)

@@ -177,7 +177,8 @@ def starttls(conn, arg: bytes) -> None:
         conn.start_tls()
 
 
-# verb -> (handler, the catalogue replies it may send)
+# verb -> (handler, the catalogue replies it may send): the core's verbs;
+# emulator.profiles.sections adds authentication's for the full table.
 VERBS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "HELO": (helo, ("helo", "syntax_helo")),
     "EHLO": (ehlo, ("ehlo", "syntax_helo")),
@@ -212,16 +213,3 @@ KEYWORD_VERBS = {
     "HELP": "HELP", "VRFY": "VRFY", "EXPN": "EXPN", "TURN": "TURN", "XEXCH50": "XEXCH50",
     "CHUNKING": "BDAT", "ATRN": "ATRN",
 }
-
-
-def table(verbs: tuple[str, ...]) -> dict[str, Handler]:
-    """The handlers of the enabled verbs."""
-    return {verb: VERBS[verb][0] for verb in verbs}
-
-
-def replies_needed(verbs: tuple[str, ...]) -> set[str]:
-    """Every catalogue reply a profile with these verbs may send."""
-    needed = set(CORE_REPLIES)
-    for verb in verbs:
-        needed.update(VERBS[verb][1])
-    return needed

@@ -28,15 +28,13 @@ import string
 from dataclasses import dataclass, field
 from typing import Callable
 
-from emulator import quirks
-
 from emulator.core import commands
 
 from emulator.core import replies
 from emulator.core.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
 from emulator.core.framing import DataReader
 from emulator.core.session import Envelope, Phase, Session
-from emulator.tls.config import TLSConfig
+from emulator.quirks.base import hook_table
 
 # Replies that count against the bad-command limit.
 _BAD_COMMAND_REPLIES = frozenset({"unknown", "line_too_long"})
@@ -62,9 +60,8 @@ class Server:
     C{random_bytes(n)} is where the core gets randomness (an NTLM server
     challenge): the host's choice, C{os.urandom} unless a test injects one.
 
-    A profile section object with an C{adapt_verbs(table)} method returns the
-    verb table to use instead of the one the profile's C{commands:} pick (the
-    C{auth:} section gates MAIL this way when authentication is required).
+    C{verbs} is this server's copy of the profile's verb table (the handlers
+    its C{commands:} pick, MAIL gated when its C{auth:} requires a login).
     """
 
     profile: "Profile"  # noqa: F821 (emulator.profiles.loader.Profile; no import cycle)
@@ -78,13 +75,8 @@ class Server:
         self.hostname = self.hostname or self.profile.hostname
         self.constants = {"hostname": self.hostname, "version": self.profile.version}
         self.set_faults(())
-        self.tls: TLSConfig = self.profile.sections.get("tls") or TLSConfig()
-
-        self.verbs = commands.table(self.profile.commands)
-        for section in self.profile.sections.values():
-            adapt = getattr(section, "adapt_verbs", None)
-            if adapt is not None:
-                self.verbs = adapt(self.verbs)
+        self.tls = self.profile.tls  # an emulator.tls.config.TLSConfig
+        self.verbs = dict(self.profile.handlers)
         used = {name: _fields(reply) for name, reply in self.profile.replies.items()}
         self._static = {
             name: replies.render(reply.format(self.constants))
@@ -112,7 +104,7 @@ class Server:
         hook.  Connections already open use them from their next hook call on:
         the hook table is replaced in one assignment."""
         self.faults = tuple(faults)
-        self.hooks = quirks.hook_table(self.faults + self.profile.quirks) if self.faults else self.profile.hooks
+        self.hooks = hook_table(self.faults + self.profile.quirks) if self.faults else self.profile.hooks
 
 
 def _has_long_line(body: bytes, limit: int) -> bool:

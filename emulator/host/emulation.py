@@ -77,13 +77,13 @@ class Emulation:
     def __post_init__(self):
         self.hostname = self.hostname or self.profile.hostname
         if self.middlebox is None:
-            self.middlebox = self.profile.sections.get("middlebox")
+            self.middlebox = self.profile.middlebox
         if self.upstream and self.middlebox is None:
             raise ValueError("an upstream server needs a middlebox in front of it")
         self.seed = seed_for(self.profile, self.seed)
         self.faults: list = []
         self.state_dir = Path(self.state_dir) if self.state_dir else default_state_dir()
-        self.tls_context = context_for(self.profile.sections["tls"], hostname=self.hostname,
+        self.tls_context = context_for(self.profile.tls, hostname=self.hostname,
                                        state_dir=self.state_dir, base=self.profile.path.parent,
                                        cert=self.tls_cert, key=self.tls_key)
         self.factories: list[EmulatorFactory] = []

@@ -140,7 +140,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--account: profile {self['profile']} has no AUTH or XAUTH")
         self["loaded_profile"] = load_profile(self["loaded_profile"], self["accounts"])
         _middlebox_options(self)
-        tls = self["loaded_profile"].sections["tls"]
+        tls = self["loaded_profile"].tls
         if self["listen-tls"] and not tls.implicit:
             raise usage.UsageError(
                 f"--listen-tls: {self['profile']} never offered TLS from the first byte (tls: implicit: false); "
@@ -193,7 +193,7 @@ def _middlebox_options(options: Options) -> None:
             endpoints.clientFromString(None, options["upstream"])
         except (ValueError, TypeError, KeyError) as e:
             raise usage.UsageError(f"--upstream {options['upstream']}: {e}") from None
-    if options["listen-tls"] and (options["loaded_middlebox"] or options["loaded_profile"].sections.get("middlebox")):
+    if options["listen-tls"] and (options["loaded_middlebox"] or options["loaded_profile"].middlebox):
         raise usage.UsageError("--listen-tls: a middlebox inspects plaintext SMTP and cannot front implicit TLS")
 
 

@@ -9,94 +9,40 @@ so "Exchange 5.5 SP2 behind a PIX" is a composition of two existing things:
       type: pix-mailguard
       attributes: {dotcrlf_bug: true}
 
-A middlebox type is a small frozen dataclass registered with L{register},
-whose fields are its attributes and whose hooks (see L{Middlebox}) the
-sans-IO relay of L{emulator.middlebox.relay} calls; L{build} makes one from
-C{{type, attributes}}, checking every attribute as quirks are checked.  The
-Twisted edge is L{emulator.host.middlebox}.
+A middlebox type is a small record (L{emulator.middlebox.base.Middlebox})
+whose fields are its attributes and whose hooks the sans-IO relay of
+L{emulator.middlebox.relay} calls; L{MIDDLEBOXES} lists every type, and
+L{build} makes one from C{{type, attributes}} through L{emulator.schema}, as
+quirks are made.  The Twisted edge is L{emulator.host.middlebox}.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 import yaml
 
-from emulator import quirks
-from emulator.profiles.loader import ProfileError, SectionError, section
+from emulator import schema
+from emulator.middlebox import pix, starttls
+from emulator.middlebox.base import Middlebox
+from emulator.schema import ProfileError, SchemaError
 
-_REGISTRY: dict[str, type["Middlebox"]] = {}
+__all__ = ["MIDDLEBOXES", "Middlebox", "build", "load", "types_"]
 
-
-class Middlebox:
-    """Base class of every middlebox type.  Subclasses are frozen dataclasses.
-
-    One instance serves every connection; per-connection state lives on the
-    relay (C{relay.notes}).  Each hook gets the relay and returns what passes.
-    """
-
-    type: ClassVar[str] = ""
-    #: True if what passes depends on how input is split into segments.
-    boundary_sensitive: ClassVar[bool] = False
-
-    def on_greeting(self, relay, reply: bytes) -> bytes:
-        """The server's greeting (all its lines); return what the client gets."""
-        return reply
-
-    def on_command(self, relay, verb: str, line: bytes) -> bytes | None:
-        """A command line from the client, CRLF included, and its upper-cased
-        verb; return the bytes passed to the server, or None to pass nothing
-        (the middlebox may have answered with C{relay.answer})."""
-        return line
-
-    def on_reply(self, relay, command: str, reply: bytes) -> bytes:
-        """The server's reply (all its lines) to C{command} (the verb as the
-        server received it); return what the client gets."""
-        return reply
-
-    def on_split_terminator(self, relay, segment: bytes, lone: bool) -> bool:
-        """A segment completes the end of data (CRLF.CRLF) that began in an
-        earlier segment; C{lone} when it starts with the whole C{.CRLF}.
-        Return True to drop the segment instead of passing it."""
-        return False
-
-
-def register(name: str):
-    """Class decorator: make a frozen dataclass of the class and file it as
-    C{name} among the middlebox types (as quirks are filed)."""
-    return quirks.register(name, _REGISTRY)
+#: Every middlebox type by name, listed here and nowhere else.
+MIDDLEBOXES = schema.Family("middlebox", Middlebox, (pix.PIXMailguard, starttls.StartTLSIntercept,
+                                                     starttls.StartTLSStrip))
 
 
 def types_() -> dict[str, type[Middlebox]]:
-    """Every registered middlebox type, by name."""
-    _load_builtin()
-    return dict(_REGISTRY)
+    """Every middlebox type, by name."""
+    return dict(MIDDLEBOXES.types)
 
 
 def build(entry) -> Middlebox:
-    """Build a middlebox from C{{type, attributes}}, or raise L{SectionError}
-    naming the key at fault (the checks are the quirks' own)."""
-    _load_builtin()
-    if not isinstance(entry, dict):
-        raise SectionError("", "must be a mapping with type and attributes")
-    try:
-        return quirks.build(entry, _REGISTRY, "middlebox")
-    except quirks.QuirkError as e:
-        raise SectionError(e.key, str(e)) from None
-
-
-def invalid(key: str, problem: str) -> ValueError:
-    """The error a middlebox's C{__post_init__} raises for attribute C{key}."""
-    error = ValueError(problem)
-    error.key = key
-    return error
-
-
-@section("middlebox")
-def parse(value: dict | None) -> Middlebox | None:
-    """The profile section: None when the profile has none."""
-    return None if value is None else build(value)
+    """Build a middlebox from C{{type, attributes}}, or raise
+    L{SchemaError<emulator.schema.SchemaError>} naming the key at fault."""
+    return MIDDLEBOXES.build(entry)
 
 
 def load(name_or_path: str | Path) -> Middlebox:
@@ -105,8 +51,10 @@ def load(name_or_path: str | Path) -> Middlebox:
     C{attributes}; a problem is a L{ProfileError} naming file and key."""
     text = str(name_or_path)
     if not text.endswith((".yaml", ".yml")) and "/" not in text:
-        if text not in types_():
-            raise ProfileError(text, "(name)", f"no middlebox type of that name; known: {', '.join(sorted(_REGISTRY))}")
+        if text not in MIDDLEBOXES.types:
+            known = sorted(MIDDLEBOXES.types)
+            raise ProfileError(text, "(name)", f"no middlebox type of that name; {schema.did_you_mean(text, known)}"
+                                               f"known: {', '.join(known)}")
         return build({"type": text})
     path = Path(text)
     try:
@@ -117,10 +65,5 @@ def load(name_or_path: str | Path) -> Middlebox:
         raise ProfileError(path, "(file)", f"not valid YAML: {getattr(e, 'problem', e)}") from None
     try:
         return build(document)
-    except SectionError as e:
+    except SchemaError as e:
         raise ProfileError(path, e.key or "(file)", str(e)) from None
-
-
-def _load_builtin() -> None:
-    # Importing the modules registers their types; done late to avoid cycles.
-    from emulator.middlebox import pix, starttls  # noqa: F401

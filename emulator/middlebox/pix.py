@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+import msgspec
+from msgspec.structs import force_setattr
 
-from emulator.middlebox import Middlebox, invalid, register
+from emulator.middlebox.base import Middlebox
+from emulator.schema import Record, invalid
 
 # RFC 821 section 4.5.1's minimum implementation: all that Mail Guard passed.
 RFC821_MINIMUM = ("HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT")
 
 
-@register("pix-mailguard")
-class PIXMailguard(Middlebox):
+class PIXMailguard(Record, Middlebox):
     """Cisco PIX Mail Guard in front of an SMTP server.
 
     - The server's banner is masked: each byte of its text becomes C{*}
@@ -50,9 +51,10 @@ class PIXMailguard(Middlebox):
         whole C{.CRLF} still passes (Postfix's reading of the bug).
     """
 
+    type = "pix-mailguard"
     boundary_sensitive = True  # dotcrlf_bug depends on segment boundaries
 
-    commands: list[str] = field(default_factory=lambda: list(RFC821_MINIMUM))
+    commands: list[str] = msgspec.field(default_factory=lambda: list(RFC821_MINIMUM))
     mask_banner: bool = True
     banner_keep: str = "20"
     dotcrlf_bug: bool = True
@@ -66,8 +68,8 @@ class PIXMailguard(Middlebox):
             keep = self.banner_keep.encode("ascii")
         except UnicodeEncodeError:
             raise invalid("banner_keep", "must be ASCII characters") from None
-        object.__setattr__(self, "_allowed", frozenset(v.upper() for v in self.commands))
-        object.__setattr__(self, "_keep", frozenset(keep + b"\r\n"))
+        force_setattr(self, "_allowed", frozenset(v.upper() for v in self.commands))
+        force_setattr(self, "_keep", frozenset(keep + b"\r\n"))
 
     def on_greeting(self, relay, reply: bytes) -> bytes:
         if not self.mask_banner:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from emulator.core import replies
-from emulator.middlebox import Middlebox, invalid, register
+from emulator.middlebox.base import Middlebox
+from emulator.schema import Record, invalid
 
 
-@register("starttls-intercept")
-class StartTLSIntercept(Middlebox):
+class StartTLSIntercept(Record, Middlebox):
     """A firewall that answers the client's C{STARTTLS} itself and never
     passes it on, then passes the client's TLS handshake to a server that
     never agreed to TLS: the handshake fails and no mail flows.
@@ -28,6 +32,8 @@ class StartTLSIntercept(Middlebox):
     @ivar reply: what the firewall answers to STARTTLS, with its code.
     """
 
+    type = "starttls-intercept"
+
     reply: str = "220 Ready to start TLS"
 
     def __post_init__(self):
@@ -37,7 +43,7 @@ class StartTLSIntercept(Middlebox):
             raise invalid("reply", str(e)) from None
         if "{" in self.reply or "}" in self.reply:
             raise invalid("reply", "is literal text: a middlebox fills in no {fields}")
-        object.__setattr__(self, "_bytes", replies.render(parsed))
+        force_setattr(self, "_bytes", replies.render(parsed))
 
     def on_command(self, relay, verb: str, line: bytes) -> bytes | None:
         if verb != "STARTTLS":
@@ -47,8 +53,7 @@ class StartTLSIntercept(Middlebox):
         return None
 
 
-@register("starttls-strip")
-class StartTLSStrip(Middlebox):
+class StartTLSStrip(Record, Middlebox):
     """Cisco ASA C{inspect esmtp} with its default C{no allow-tls}: "The
     STARTTLS indication is removed from the session connection attempt,
     forcing the client and server to negotiate a plain text session" (ASA
@@ -61,13 +66,13 @@ class StartTLSStrip(Middlebox):
         C{mask} action for other EHLO parameters) [P].
     """
 
-    keywords: list[str] = field(default_factory=lambda: ["STARTTLS"])
-    how: str = "remove"
+    type = "starttls-strip"
+
+    keywords: list[str] = msgspec.field(default_factory=lambda: ["STARTTLS"])
+    how: Annotated[Literal["remove", "mask"], Meta(description="remove or mask")] = "remove"
 
     def __post_init__(self):
-        if self.how not in ("remove", "mask"):
-            raise invalid("how", f"must be remove or mask, not {self.how!r}")
-        object.__setattr__(self, "_hidden", frozenset(k.upper() for k in self.keywords))
+        force_setattr(self, "_hidden", frozenset(k.upper() for k in self.keywords))
 
     def on_reply(self, relay, command: str, reply: bytes) -> bytes:
         if command != "EHLO" or reply[:1] != b"2":

@@ -2,10 +2,14 @@
 Profiles: one YAML file per product and version, loaded strictly.
 
 A profile is data: identity, a reply catalogue, the verbs the product knew,
-its EHLO keywords, limits and an ordered list of quirks.  Loading resolves
-C{extends:} (mappings merge key by key, everything else replaces), checks
-every key and type, and builds the quirks, so that a profile that loads is a
-profile that runs.  Every problem is a L{ProfileError} naming file and key.
+its EHLO keywords, limits, an ordered list of quirks and its sections (TLS,
+authentication, a middlebox in front).  Loading resolves C{extends:}
+(mappings merge key by key, everything else replaces), reads the result
+with L{emulator.schema} against L{emulator.profiles.sections.Document} (every
+key, type, range and choice; the quirks and sections are built there), then
+checks what spans keys (verbs, keywords, replies), so that a profile that
+loads is a profile that runs.  Every problem is a L{ProfileError} naming file
+and key.
 
 Profiles are found by name in the C{emulator.profiles.shipped} package data (a normal
 install) or in the checkout's top-level C{profiles/} folder; a path names a
@@ -21,68 +25,34 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from emulator import quirks
+from emulator import quirks, schema
+from emulator.auth.mechanisms import AuthSettings
+from emulator.core import commands, replies
+from emulator.middlebox import Middlebox
+from emulator.profiles import sections
+from emulator.profiles.sections import Limits
+from emulator.schema import ProfileError
+from emulator.tls.config import TLSConfig
 
-from emulator.core import commands
-
-from emulator.core import replies
+__all__ = ["Limits", "Profile", "ProfileError", "SectionError", "check", "load", "names", "read_document",
+           "resolve", "resolved_document", "search_path"]
 
 _CHECKOUT_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 
-
-class ProfileError(Exception):
-    """A profile that cannot run.  C{str()} is C{file:key: problem}."""
-
-    def __init__(self, path: str | Path, key: str, problem: str):
-        super().__init__(f"{path}:{key}: {problem}")
-        self.path, self.key, self.problem = str(path), key, problem
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Numeric limits, with RFC 5321 section 4.5.3 defaults.
-
-    Every limit but the timeouts may be 0 for "no limit".
-
-    @ivar command_line: longest command line in bytes, CRLF included (512,
-        RFC 5321 4.5.3.1.4).
-    @ivar text_line: longest line of message text in bytes, CRLF included
-        (1000, 4.5.3.1.6); a message with a longer line is refused at its end.
-    @ivar message_size: largest message in bytes (0: IMS's C{SIZE 0}).
-    @ivar recipients: most recipients per message (RFC minimum 100, 4.5.3.1.8).
-    @ivar commands: most commands in one session; then C{too_many_commands}
-        and the connection closes.
-    @ivar bad_commands: unknown, over-long or malformed commands before
-        C{too_many_errors} and a close (Postfix's smtpd_hard_error_limit, 20).
-    @ivar connections: most connections at once per listener; one more gets
-        C{too_many_connections} and is closed.
-    @ivar idle_timeout: seconds of silence between commands before the
-        server gives up (5 minutes, 4.5.3.2.7).
-    @ivar data_timeout: seconds of silence while a message is coming (3
-        minutes, the data-block timeout of 4.5.3.2.5).
-    """
-
-    command_line: int = 512
-    text_line: int = 1000
-    message_size: int = 0
-    recipients: int = 100
-    commands: int = 10000
-    bad_commands: int = 20
-    connections: int = 1000
-    idle_timeout: float = 300.0
-    data_timeout: float = 180.0
-
-    def replies_needed(self) -> set[str]:
-        """Catalogue replies the enabled limits may send."""
-        return {name for name, limit in (("data_line_too_long", self.text_line),
-                                         ("too_many_commands", self.commands),
-                                         ("too_many_errors", self.bad_commands),
-                                         ("too_many_connections", self.connections)) if limit}
+#: A problem inside a section or an entry; C{key} is relative to it.
+SectionError = schema.SchemaError
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A loaded, validated profile."""
+    """A loaded, validated profile.
+
+    @ivar tls: the C{tls:} section (L{emulator.tls.config}).
+    @ivar auth: the C{auth:} section (L{emulator.auth.mechanisms}).
+    @ivar middlebox: the C{middlebox:} section, or None (L{emulator.middlebox}).
+    @ivar handlers: the verb table of C{commands}: verb -> handler, MAIL
+        gated by C{auth: required} (L{AuthSettings.adapt_verbs}).
+    """
 
     name: str
     path: Path
@@ -98,66 +68,13 @@ class Profile:
     quirks: tuple[quirks.Quirk, ...] = ()
     sources: tuple[str, ...] = ()
     notes: str = ""
-    sections: Mapping[str, Any] = field(default_factory=dict)
+    tls: TLSConfig = TLSConfig()
+    auth: AuthSettings = AuthSettings()
+    middlebox: Middlebox | None = None
     seed: int | None = None
     document: Mapping[str, Any] = field(default_factory=dict, repr=False)
     hooks: Mapping[str, tuple] = field(default_factory=dict, repr=False)
-
-
-# Sections owned by feature modules (tls:, auth:, ...): key -> parser.  A
-# parser takes the resolved value (or None when the profile has none) and
-# returns the section's object, raising SectionError(key, problem) with the
-# key below the section that is at fault.
-SECTIONS: dict[str, Callable[[Any], Any]] = {}
-_SECTION_MODULES = ("emulator.tls.config", "emulator.auth.mechanisms", "emulator.middlebox")
-
-
-class SectionError(ValueError):
-    """A problem inside a section; C{key} is relative to the section."""
-
-    def __init__(self, key: str, problem: str):
-        super().__init__(problem)
-        self.key = key
-
-
-def section(key: str):
-    """Decorator: register C{parser} for the top-level profile key C{key}."""
-
-    def register(parser):
-        SECTIONS[key] = parser
-        return parser
-
-    return register
-
-
-def _load_sections() -> None:
-    import importlib
-
-    for module in _SECTION_MODULES:
-        importlib.import_module(module)
-
-
-# key -> (expected type(s), description) for one profile file
-_SCHEMA = {
-    "name": (str, "a quoted string"),
-    "abstract": (bool, "true or false"),
-    "extends": (str, "a profile name"),
-    "product": (str, "a quoted string"),
-    "version": (str, "a quoted string (YAML reads 5.5 as a number)"),
-    "describes": (str, "a quoted string"),
-    "notes": (str, "a string"),
-    "sources": (list, "a list of strings"),
-    "hostname": (str, "a quoted string"),
-    "commands": (list, "a list of verbs"),
-    "ehlo_keywords": (list, "a list of quoted strings"),
-    "replies": (dict, "a mapping of reply names to quoted texts"),
-    "limits": (dict, "a mapping"),
-    "require_helo": (bool, "true or false"),
-    "quirks": (list, "a list of {type, attributes}"),
-    "role": (str, "server (the default; role: client marks a sender persona, emulator.sender.profile)"),
-    "seed": (int, "an integer (the seed of the quirks' probabilities)"),
-}
-_REQUIRED = ("product", "version", "describes", "hostname", "commands", "replies")
+    handlers: Mapping[str, Callable] = field(default_factory=dict, repr=False)
 
 
 def search_path() -> list[Path]:
@@ -287,23 +204,16 @@ def read_document(path: Path) -> dict:
 
 
 def _read(path: Path) -> dict:
-    """Parse one file with the safe loader and check its shape."""
+    """Parse one file with the safe loader and check its own keys (a
+    mistake is named in the file that has it, not in one extending it)."""
     document = read_document(path)
     if document.get("role", "server") != "server":
         raise ProfileError(path, "role", f"a {document['role']} profile, not a server profile "
                                          "(sender personas: `emulator personas`)")
-    _load_sections()
-    for key, value in document.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ProfileError(path, key, "must be a mapping")
-            continue
-        if key not in _SCHEMA:
-            known = ", ".join([*_SCHEMA, *SECTIONS])
-            raise ProfileError(path, str(key), f"unknown key; known keys: {known}")
-        kind, description = _SCHEMA[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ProfileError(path, key, f"must be {description}, not {value!r}")
+    try:
+        schema.check(document, sections.Document, shallow=True)
+    except schema.SchemaError as e:
+        raise ProfileError(path, e.key, e.problem) from None
     if document.get("name") != path.stem:
         raise ProfileError(path, "name", f"must be present and equal the file name {path.stem!r}")
     return document
@@ -315,6 +225,8 @@ def _check_nodes(path: Path, node: yaml.Node, key: str, ancestors: frozenset = f
     if id(node) in ancestors:
         raise ProfileError(path, key or "(file)", "recursive YAML alias")
     inner = ancestors | {id(node)}
+    # Scalars, most of the nodes, are checked in the loops rather than by a
+    # call each (which cost a tenth of loading a profile).
     if isinstance(node, yaml.MappingNode):
         seen = set()
         for k, v in node.value:
@@ -324,89 +236,73 @@ def _check_nodes(path: Path, node: yaml.Node, key: str, ancestors: frozenset = f
             if k.value in seen:
                 raise ProfileError(path, name, "duplicate key")
             seen.add(k.value)
-            _check_nodes(path, v, name, inner)
+            if type(v) is not yaml.ScalarNode:
+                _check_nodes(path, v, name, inner)
+            elif v.style not in _QUOTED and name.startswith("replies."):
+                raise ProfileError(path, name, "reply texts must be quoted")
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _check_nodes(path, item, f"{key}[{i}]", inner)
-    elif key.startswith("replies.") and node.style not in ('"', "'"):
-        raise ProfileError(path, key, "reply texts must be quoted")
+            if type(item) is not yaml.ScalarNode:
+                _check_nodes(path, item, f"{key}[{i}]", inner)
+            elif item.style not in _QUOTED and key.startswith("replies."):
+                raise ProfileError(path, f"{key}[{i}]", "reply texts must be quoted")
+
+
+_QUOTED = ('"', "'")
 
 
 def _build(path: Path, doc: dict, partial: bool = False) -> Profile:
-    for key in () if partial else _REQUIRED:
+    for key in () if partial else sections.REQUIRED:
         if key not in doc:
             raise ProfileError(path, key, "is required")
-    doc = {"replies": {}, "commands": [], **doc}
-    verbs = tuple(_strings(path, doc, "commands"))
+    try:
+        read = schema.read(doc, sections.Document, families=sections.FAMILIES)
+        return _profile(path, doc, read, partial)
+    except schema.SchemaError as e:
+        raise ProfileError(path, e.key or "(file)", e.problem) from None
+
+
+def _profile(path: Path, doc: dict, read: sections.Document, partial: bool) -> Profile:
+    """The profile of a document that fits L{sections.Document}, after the
+    checks across its keys; a problem is a L{schema.SchemaError}."""
+    verbs = read.commands
     for i, verb in enumerate(verbs):
-        if verb not in commands.VERBS:
-            raise ProfileError(path, f"commands[{i}]", f"no handler for {verb!r}; known: {', '.join(commands.VERBS)}")
-    keywords = tuple(_strings(path, doc, "ehlo_keywords"))
-    for i, keyword in enumerate(keywords):
+        if verb not in sections.VERBS:
+            raise schema.invalid(f"commands[{i}]", f"no handler for {verb!r}; {schema.did_you_mean(verb, sections.VERBS)}"
+                                                   f"known: {', '.join(sections.VERBS)}")
+    for i, keyword in enumerate(read.ehlo_keywords):
         word = keyword.replace("=", " ").split(" ", 1)[0].upper()
         verb = commands.KEYWORD_VERBS.get(word)
         if verb and verb not in verbs:
-            raise ProfileError(path, f"ehlo_keywords[{i}]", f"advertises {word} but commands: lacks {verb}")
+            raise schema.invalid(f"ehlo_keywords[{i}]", f"advertises {word} but commands: lacks {verb}")
     catalogue = {}
-    for name, text in doc["replies"].items():
+    for name, text in read.replies.items():
         try:
             catalogue[name] = replies.parse(text)
         except replies.ReplyError as e:
-            raise ProfileError(path, f"replies.{name}", str(e)) from None
-    limits = _limits(path, doc.get("limits", {}))
-    needed = commands.replies_needed(verbs) | ({"ehlo"} if "EHLO" in verbs else set()) | limits.replies_needed()
+            raise schema.invalid(f"replies.{name}", str(e)) from None
+    limits = read.limits
+    needed = sections.replies_needed(verbs) | ({"ehlo"} if "EHLO" in verbs else set()) | limits.replies_needed()
     for name in () if partial else sorted(needed - catalogue.keys()):
         if name in limits.replies_needed():
-            raise ProfileError(path, f"replies.{name}", "is required by the limits (give it, or set that limit to 0)")
-        raise ProfileError(path, f"replies.{name}", "is required by the profile's commands")
-    built = []
-    for i, entry in enumerate(doc.get("quirks", [])):
-        if not isinstance(entry, dict):
-            raise ProfileError(path, f"quirks[{i}]", "must be a mapping with type and attributes")
+            raise schema.invalid(f"replies.{name}", "is required by the limits (give it, or set that limit to 0)")
+        raise schema.invalid(f"replies.{name}", "is required by the profile's commands")
+    for key in ("tls", "auth"):
         try:
-            built.append(quirks.build(entry))
-        except quirks.QuirkError as e:
-            raise ProfileError(path, f"quirks[{i}].{e.key}", str(e)) from None
-    sections = {}
-    for key, parser in SECTIONS.items():
-        try:
-            sections[key] = parser(doc.get(key))
-            validate = getattr(sections[key], "validate", None)
-            if validate:
-                validate(verbs, catalogue)
-        except SectionError as e:
-            raise ProfileError(path, f"{key}.{e.key}" if e.key else key, str(e)) from None
+            getattr(read, key).validate(verbs, catalogue)
+        except schema.SchemaError as e:
+            raise e.within(key) from None
+    doc = {"replies": {}, "commands": [], **doc}
     return Profile(
-        name=doc["name"], path=path, product=doc.get("product", ""), version=doc.get("version", ""),
-        describes=doc.get("describes", ""), hostname=doc.get("hostname", ""), commands=verbs,
-        ehlo_keywords=keywords, replies=catalogue, limits=limits,
-        require_helo=doc.get("require_helo", True), quirks=tuple(built),
-        sources=tuple(_strings(path, doc, "sources")), notes=doc.get("notes", ""),
-        sections=sections, seed=doc.get("seed"), document=doc, hooks=_hooks(built),
+        name=read.name, path=path, product=read.product, version=read.version, describes=read.describes,
+        hostname=read.hostname, commands=verbs, ehlo_keywords=read.ehlo_keywords, replies=catalogue,
+        limits=limits, require_helo=read.require_helo, quirks=read.quirks, sources=read.sources,
+        notes=read.notes, tls=read.tls, auth=read.auth, middlebox=read.middlebox, seed=read.seed,
+        document=doc, hooks=_hooks(read.quirks),
+        handlers=read.auth.adapt_verbs({verb: sections.VERBS[verb][0] for verb in verbs}),
     )
 
 
-def _strings(path: Path, doc: dict, key: str) -> list[str]:
-    values = doc.get(key, [])
-    for i, value in enumerate(values):
-        if not isinstance(value, str):
-            raise ProfileError(path, f"{key}[{i}]", f"must be a quoted string, not {value!r}")
-    return values
-
-
-def _limits(path: Path, values: dict) -> Limits:
-    defaults = Limits()
-    for key, value in values.items():
-        if not hasattr(defaults, key):
-            raise ProfileError(path, f"limits.{key}", f"unknown limit; known: {', '.join(vars(defaults))}")
-        want = type(getattr(defaults, key))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (want is int and not isinstance(value, int)):
-            raise ProfileError(path, f"limits.{key}", f"must be {'an integer' if want is int else 'a number'}")
-        if value < 0:
-            raise ProfileError(path, f"limits.{key}", "must not be negative")
-    return Limits(**values)
-
-
-def _hooks(built: list[quirks.Quirk]) -> dict[str, tuple]:
+def _hooks(built) -> dict[str, tuple]:
     """For each hook, the quirks that override it, in profile order."""
     return quirks.hook_table(built)

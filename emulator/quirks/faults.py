@@ -23,23 +23,32 @@ import itertools
 import random
 import re
 from collections import Counter
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
-from emulator.core import replies
+from msgspec import Meta
+from msgspec.structs import force_setattr
+
+from emulator import schema
+from emulator.core import commands, replies
 from emulator.core.actions import Delay, Send
-from emulator.quirks import Quirk, register
+from emulator.quirks.base import Quirk
+from emulator.schema import Count, invalid
 
 _STEP = re.compile(r"\A(?:\*|\.|[A-Za-z][A-Za-z0-9_-]*)\Z")
 _ALIASES = {".": "DATA_END"}
+#: Every verb the emulator or an EHLO keyword names.
+_VERBS = tuple(dict.fromkeys((*commands.VERBS, *commands.KEYWORD_VERBS.values())))
+#: The steps a fault knows, upper case, as they are written.
+STEPS = {"CONNECT": "connect", "DATA_END": "data_end", **{verb: verb for verb in _VERBS}}
+# A step this close to a known one is a misspelling (RCTP, MIAL, STARTLS: one
+# letter swapped, lost or doubled in a verb); a verb further from all of them
+# is a product's own command that a fault may answer (XYZZY, X-EXPS).
+_MISSPELT = 0.75
 # Reply fields a fault can fill in: what is known at any step.
 _FIELDS = {"hostname", "version", "peer_ip", "peer_port", "date", "verb", "argument"}
 _tokens = itertools.count(1)
-
-
-def _error(key: str, problem: str) -> ValueError:
-    error = ValueError(problem)
-    error.key = key
-    return error
+#: Seconds, 0 or more (an integer stays one: see L{schema.number}).
+Seconds = schema.number(ge=0)
 
 
 def parse_reply(key: str, text) -> replies.Reply:
@@ -47,21 +56,35 @@ def parse_reply(key: str, text) -> replies.Reply:
     try:
         reply = replies.parse(text)
     except replies.ReplyError as e:
-        raise _error(key, str(e)) from None
+        raise invalid(key, str(e)) from None
     unknown = {f for line in reply.lines for f in re.findall(r"(?<!\{)\{(\w+)\}", line)} - _FIELDS
     if unknown:
-        raise _error(key, f"field {{{sorted(unknown)[0]}}} is not known at every step; "
-                          f"a fault may use {', '.join(sorted(_FIELDS))}")
+        raise invalid(key, f"field {{{sorted(unknown)[0]}}} is not known at every step; "
+                           f"a fault may use {', '.join(sorted(_FIELDS))}")
     return reply
 
 
-@dataclasses.dataclass(frozen=True)
-class Fault(Quirk):
+def _step(command: str) -> str:
+    """The step C{command} names, upper case, or L{SchemaError<emulator.schema.SchemaError>}."""
+    if not _STEP.match(command):
+        raise invalid("command", "must be connect, a verb, data_end, . or *")
+    step = _ALIASES.get(command, command.upper())
+    if step != "*" and step not in STEPS:
+        guess = schema.did_you_mean(step, STEPS, cutoff=_MISSPELT)
+        if guess:
+            raise invalid("command", f"unknown step {command!r}; {guess}known steps: connect, data_end, ., *, "
+                                     f"{', '.join(_VERBS)}")
+    return step
+
+
+class Fault(schema.Record, Quirk):
     """What every fault has: where and when it fires.
 
     @ivar command: the step: C{connect} (the greeting), a verb (C{RCPT}),
         C{data_end} or C{.} (the end of the message data, smtp-sink's C{.}),
-        or C{*} (every step).
+        or C{*} (every step).  A verb the emulator has no handler for is
+        allowed (a product's own command), unless it is so close to a known
+        step that it must be a misspelling (C{RCTP}): that is refused.
     @ivar match: a regular expression searched in the step's argument (the
         message itself at C{data_end}); the fault only sees steps it matches.
     @ivar from: the first matching occurrence to fire on, counted from 1.
@@ -73,45 +96,33 @@ class Fault(Quirk):
         the dice are seeded (profile C{seed:}, C{--seed}), so a run replays.
     """
 
-    _: dataclasses.KW_ONLY
     command: str = "*"
     match: str | None = None
-    from_: int = 1
-    times: int = 0
-    scope: str = "connection"
-    probability: float = 1.0
+    from_: Annotated[int, Meta(ge=1)] = 1
+    times: Count = 0
+    scope: Annotated[Literal["connection", "peer"], Meta(description="connection or peer")] = "connection"
+    probability: schema.number(ge=0, le=1) = 1.0
 
     #: the attribute that C{--fault 'STEP:TYPE=VALUE'} sets
     primary: ClassVar[str | None] = None
-    #: the lowest value of each numeric attribute (by field name)
-    minimum: ClassVar[dict] = {}
     #: True for faults that change how a reply is written; the reply after
     #: DATA is written by the host once the message is stored, so these
     #: cannot take C{data_end}
     shapes_writes: ClassVar[bool] = False
 
     def __post_init__(self):
-        if not _STEP.match(self.command):
-            raise _error("command", "must be connect, a verb, data_end, . or *")
-        step = _ALIASES.get(self.command, self.command.upper())
+        step = _step(self.command)
         if self.shapes_writes and step == "DATA_END":
-            raise _error("command", f"{self.type} cannot act on the reply after DATA "
-                                    "(the host writes it once the message is stored); use delay")
-        object.__setattr__(self, "command", step)
+            raise invalid("command", f"{self.type} cannot act on the reply after DATA "
+                                     "(the host writes it once the message is stored); use delay")
+        force_setattr(self, "command", step)
         try:
-            object.__setattr__(self, "_pattern", re.compile(self.match) if self.match is not None else None)
+            force_setattr(self, "_pattern", re.compile(self.match) if self.match is not None else None)
         except re.error as e:
-            raise _error("match", f"not a regular expression: {e}") from None
-        for name, low in {"from_": 1, "times": 0, **self.minimum}.items():
-            if getattr(self, name) < low:
-                raise _error(name.rstrip("_"), f"must be {low} or more" if low else "must not be negative")
-        if self.scope not in ("connection", "peer"):
-            raise _error("scope", "must be connection or peer")
-        if not 0 <= self.probability <= 1:
-            raise _error("probability", "must be from 0 to 1")
+            raise invalid("match", f"not a regular expression: {e}") from None
         if hasattr(self, "reply"):  # checked once, filled in at each firing
-            object.__setattr__(self, "_reply", parse_reply("reply", self.reply))
-        object.__setattr__(self, "_token", next(_tokens))  # this instance's counters
+            force_setattr(self, "_reply", parse_reply("reply", self.reply))
+        force_setattr(self, "_token", next(_tokens))  # this instance's counters
 
     # -- the steps -------------------------------------------------------
 
@@ -185,8 +196,7 @@ def _ordinal(conn) -> int:
 # -- answering instead of the server ----------------------------------------
 
 
-@register("reply")
-class ReplyFault(Fault):
+class ReplyFault(Fault, kw_only=True):
     """Answer the step with a given reply instead of running it (smtp-sink's
     per-command hard and soft errors).  At C{data_end} the message is then
     not delivered, so "fail the first 2 deliveries, then accept" is
@@ -200,6 +210,8 @@ class ReplyFault(Fault):
         C{{date}}, C{{verb}}, C{{argument}}.
     """
 
+    type = "reply"
+
     reply: str | list[str]
     primary = "reply"
 
@@ -208,7 +220,6 @@ class ReplyFault(Fault):
         return True
 
 
-@register("disconnect")
 class Disconnect(Fault):
     """End the connection at the step instead of answering it.
 
@@ -222,14 +233,11 @@ class Disconnect(Fault):
     @ivar reply: what C{reply} mode sends.
     """
 
-    mode: str = "reply"
+    type = "disconnect"
+
+    mode: Annotated[Literal["reply", "close", "reset"], Meta(description="reply, close or reset")] = "reply"
     reply: str | list[str] = "421 {hostname} Service not available, closing transmission channel"
     primary = "mode"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.mode not in ("reply", "close", "reset"):
-            raise _error("mode", "must be reply, close or reset")
 
     def act(self, conn, arg: bytes) -> bool:
         if self.mode == "reply":
@@ -238,7 +246,6 @@ class Disconnect(Fault):
         return True
 
 
-@register("stall")
 class Stall(Fault):
     """Fall silent at the step: answer nothing more and ignore all further
     input, until the client gives up (or the profile's idle timeout ends
@@ -248,6 +255,8 @@ class Stall(Fault):
     RFC 5321 section 4.5.3.2 (the client's timeouts this tests).
     """
 
+    type = "stall"
+
     def act(self, conn, arg: bytes) -> bool:
         conn.stall()
         return True
@@ -256,7 +265,6 @@ class Stall(Fault):
 # -- changing when and how the reply is written ------------------------------
 
 
-@register("delay")
 class DelayFault(Fault):
     """Wait before answering the step, reading nothing meanwhile
     (Toxiproxy's C{latency}, smtp-sink's C{-w}).
@@ -268,10 +276,11 @@ class DelayFault(Fault):
         (uniform, seeded; never below 0).
     """
 
-    seconds: float = 1.0
-    jitter: float = 0.0
+    type = "delay"
+
+    seconds: Seconds = 1.0
+    jitter: Seconds = 0.0
     primary = "seconds"
-    minimum = {"seconds": 0, "jitter": 0}
 
     def act(self, conn, arg: bytes) -> bool:
         seconds = self.seconds
@@ -283,7 +292,6 @@ class DelayFault(Fault):
         return False
 
 
-@dataclasses.dataclass(frozen=True)
 class _Shaper(Fault):
     """A fault that changes how the replies of the steps it fires on are written."""
 
@@ -312,7 +320,6 @@ def _cut(actions: list, cuts, pause: float) -> list:
     return out
 
 
-@register("split")
 class Split(_Shaper):
     """Write the reply in several TCP writes: after each line (a multi-line
     EHLO over several segments) or at chosen byte offsets.  Clients that
@@ -328,20 +335,21 @@ class Split(_Shaper):
         reactor turn, still as its own TCP write.
     """
 
+    type = "split"
+
     at: str | list[int] = "lines"
-    pause: float = 0.0
+    pause: Seconds = 0.0
     primary = "at"
-    minimum = {"pause": 0}
     boundary_sensitive = True
 
     def __post_init__(self):
         super().__post_init__()
         if isinstance(self.at, str) and self.at != "lines":
-            raise _error("at", "must be lines or a list of byte offsets")
+            raise invalid("at", "must be lines or a list of byte offsets")
         if isinstance(self.at, list):
             if not self.at or any(b <= a for a, b in zip([0, *self.at], self.at)):
-                raise _error("at", "offsets must be increasing and above 0")
-            object.__setattr__(self, "at", list(self.at))
+                raise invalid("at", "offsets must be increasing and above 0")
+            force_setattr(self, "at", list(self.at))
 
     def shape(self, conn, actions: list) -> list:
         if self.at == "lines":
@@ -349,7 +357,6 @@ class Split(_Shaper):
         return _cut(actions, lambda data: self.at, self.pause)
 
 
-@register("tarpit")
 class Tarpit(_Shaper):
     """Write the reply a few bytes at a time, with a pause after each
     piece (Toxiproxy's C{slicer} and C{bandwidth}, the spam-trap tarpit).
@@ -361,17 +368,17 @@ class Tarpit(_Shaper):
     @ivar interval: seconds between writes.
     """
 
-    size: int = 1
-    interval: float = 1.0
+    type = "tarpit"
+
+    size: Annotated[int, Meta(ge=1)] = 1
+    interval: Seconds = 1.0
     primary = "size"
-    minimum = {"size": 1, "interval": 0}
     boundary_sensitive = True
 
     def shape(self, conn, actions: list) -> list:
         return _cut(actions, lambda data: range(self.size, len(data), self.size), self.interval)
 
 
-@register("glue")
 class Glue(_Shaper):
     """Hold the replies of C{count} consecutive steps, from the one the
     fault fires on, and write them in one TCP write.  A client that sends
@@ -387,9 +394,10 @@ class Glue(_Shaper):
     @ivar count: how many steps' replies go out together.
     """
 
-    count: int = 2
+    type = "glue"
+
+    count: Annotated[int, Meta(ge=2)] = 2
     primary = "count"
-    minimum = {"count": 2}
     boundary_sensitive = True
 
     def _fires(self, conn, step: str, arg: bytes) -> bool:
@@ -421,8 +429,7 @@ class Glue(_Shaper):
         return [*rest, Send(bytes(data))]
 
 
-@register("inject")
-class Inject(_Shaper):
+class Inject(_Shaper, kw_only=True):
     """Send extra reply lines right after the step's reply, in the same
     write.  After STARTTLS's 220 this is the response-injection attack on
     clients (the NO STARTTLS family): a man in the middle appends plaintext
@@ -435,6 +442,8 @@ class Inject(_Shaper):
 
     @ivar reply: the injected reply, with its code; a list for several lines.
     """
+
+    type = "inject"
 
     reply: str | list[str]
     primary = "reply"
@@ -452,7 +461,6 @@ class Inject(_Shaper):
 # -- framing: how the reply itself is spelled --------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
 class _Framing(Fault):
     """A fault that changes the spelling of the replies of the steps it fires on."""
 
@@ -463,7 +471,6 @@ class _Framing(Fault):
         return reply
 
 
-@register("bare_lf")
 class BareLF(_Framing):
     """End each reply line with a bare LF instead of CRLF.
 
@@ -471,11 +478,12 @@ class BareLF(_Framing):
     that split on CRLF only then never see the end of a reply.
     """
 
+    type = "bare_lf"
+
     def frame(self, reply):
         return dataclasses.replace(reply, line_end="\n")
 
 
-@register("missing_space")
 class MissingSpace(_Framing):
     """Write something other than a space after the code of a reply's last
     line: nothing (C{250OK}), or a hyphen (C{250-OK}: the reply never ends
@@ -489,19 +497,15 @@ class MissingSpace(_Framing):
         string or C{-}.
     """
 
-    separator: str = ""
-    primary = "separator"
+    type = "missing_space"
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.separator not in ("", "-"):
-            raise _error("separator", "must be an empty string or -")
+    separator: Annotated[Literal["", "-"], Meta(description="an empty string or -")] = ""
+    primary = "separator"
 
     def frame(self, reply):
         return dataclasses.replace(reply, last_separator=self.separator)
 
 
-@register("trailing_space")
 class TrailingSpace(_Framing):
     """Decide whether a reply with no text keeps the space after its code:
     C{"334 "} or C{"334"}.  Both broke real clients around AUTH.
@@ -516,6 +520,8 @@ class TrailingSpace(_Framing):
     @ivar space: true writes C{"334 "}, false writes C{"334"}.
     """
 
+    type = "trailing_space"
+
     space: bool = False
     primary = "space"
 
@@ -523,3 +529,7 @@ class TrailingSpace(_Framing):
         if not reply.lines or reply.lines[-1]:
             return reply
         return dataclasses.replace(reply, bare=not self.space)
+
+
+#: The fault family, in the order C{emulator faults} documents it.
+TYPES = (ReplyFault, Disconnect, Stall, DelayFault, Split, Tarpit, Glue, Inject, BareLF, MissingSpace, TrailingSpace)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from emulator.quirks import Quirk, register
+from typing import Annotated
+
+from msgspec import Meta
+from msgspec.structs import force_setattr
+
+from emulator.quirks.base import Quirk
 from emulator.quirks.faults import ReplyFault
+from emulator.schema import Count, Record
 
 
-@register("reply_override")
-class ReplyOverride(Quirk):
+class ReplyOverride(Record, Quirk):
     """The first spelling of the C{reply} fault (L{ReplyFault}), kept so that
     profiles written for it still load: answer a chosen occurrence of a
     command with a given reply instead of running it, as smtp-sink's
@@ -22,18 +27,17 @@ class ReplyOverride(Quirk):
     @ivar times: how many occurrences from there to answer; 0 means all.
     """
 
+    type = "reply_override"
+
     command: str
     reply: str | list[str]
-    occurrence: int = 1
-    times: int = 1
+    occurrence: Annotated[int, Meta(ge=1)] = 1
+    times: Count = 1
 
     def __post_init__(self):
-        try:
-            fault = ReplyFault(self.reply, command=self.command, from_=self.occurrence, times=self.times)
-        except ValueError as e:
-            e.key = "occurrence" if getattr(e, "key", None) == "from" else getattr(e, "key", None)
-            raise
-        object.__setattr__(self, "_fault", fault)
+        # The fault's errors name command or reply, which are keys here too.
+        force_setattr(self, "_fault", ReplyFault(reply=self.reply, command=self.command, from_=self.occurrence,
+                                                 times=self.times))
 
     def on_connect(self, conn) -> bool:
         return self._fault.on_connect(conn)
@@ -43,3 +47,7 @@ class ReplyOverride(Quirk):
 
     def before_data_end(self, conn, data: bytes) -> bool:
         return self._fault.before_data_end(conn, data)
+
+
+#: The reply family.
+TYPES = (ReplyOverride,)

@@ -17,17 +17,18 @@ case, C{|} separates the lines of a multi-line reply (C{\\|} is a literal
 one), C{,} the numbers of a list, and C{\\\\} is a backslash.
 
 L{parse} gives the same quirk that the profile entry C{{type, attributes}}
-gives, through the same checks; its errors are one line.
+gives, through the same checks (L{emulator.schema}); its errors are one
+line.  This module reads only the text: what each piece means is checked
+where the profile's entries are.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import types as _types
 import typing
 
-from emulator import quirks
+from emulator import quirks, schema
 from emulator.quirks.faults import Fault
 
 _ESCAPES = {"\\\\": "\ue000", "\\:": "\ue001", "\\|": "\ue002"}
@@ -79,7 +80,7 @@ def _entry(spec: str) -> dict:
     cls = types().get(name)
     if cls is None:
         raise FaultError(f"fault {spec!r}: unknown fault type {name!r}; known: {', '.join(types())}")
-    fields = {quirks.attribute(f): f for f in dataclasses.fields(cls)}
+    fields = schema.keys(cls)
     raw = {"command": step}
     if _ or value:
         if cls.primary is None:
@@ -98,7 +99,7 @@ def _entry(spec: str) -> dict:
     attributes = {}
     for key, value in raw.items():
         try:
-            attributes[key] = _convert(value, hints[fields[key].name])
+            attributes[key] = _convert(value, hints[fields[key]])
         except ValueError:
             attributes[key] = _restore(value)  # quirks.build says what it should be
     return {"type": name, "attributes": attributes}
@@ -113,6 +114,8 @@ def _restore(text: str) -> str:
 def _convert(text: str, hint):
     """Text from the command line as the attribute's type, or ValueError."""
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, _types.UnionType) and set(typing.get_args(hint)) == {int, float}:
+        return float(text)  # a number (schema.number): written as text, it was always a float
     if origin in (typing.Union, _types.UnionType):
         options = typing.get_args(hint)
         if str in options and "|" not in text:  # one line of text stays text
@@ -147,14 +150,13 @@ def attributes(cls) -> list[tuple[str, str, str]]:
     """(name, default, description) of each attribute of C{cls} that it
     adds to those of L{Fault}, in declaration order, from its docstring."""
     docs = _ivars(cls.__doc__ or "")
-    common = {f.name for f in dataclasses.fields(Fault)}
+    common = set(schema.keys(Fault))
     rows = []
-    for f in dataclasses.fields(cls):
-        if cls is not Fault and f.name in common:
+    for f in schema.fields(cls):
+        if cls is not Fault and f.key in common:
             continue
-        name = quirks.attribute(f)
-        default = "required" if f.default is dataclasses.MISSING else repr(f.default)
-        rows.append((name, default, docs.get(name, "")))
+        default = "required" if f.default is schema.REQUIRED else repr(f.default)
+        rows.append((f.key, default, docs.get(f.key, "")))
     return rows
 
 

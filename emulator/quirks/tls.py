@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from emulator.quirks import Quirk, register
+from emulator.quirks.base import Quirk
+from emulator.schema import Count, Record
 
 
-@register("starttls_buffer_leak")
-class StartTLSBufferLeak(Quirk):
+class StartTLSBufferLeak(Record, Quirk):
     """Execute plaintext pipelined after STARTTLS as if it had arrived inside
     TLS: the STARTTLS command-injection bug (CVE-2011-0411, VU#555316; Postfix
     before 2.7.3, qmail-based servers, and Twisted's ESMTP today).  The safe
@@ -19,6 +19,7 @@ class StartTLSBufferLeak(Quirk):
     as a known-bad persona.
     """
 
+    type = "starttls_buffer_leak"
     boundary_sensitive = True  # what leaks depends on what came in the same read
 
     def on_starttls(self, conn, pending: bytes) -> bytes:
@@ -27,8 +28,7 @@ class StartTLSBufferLeak(Quirk):
         return pending
 
 
-@register("tls_session_not_secure")
-class TLSSessionNotSecure(Quirk):
+class TLSSessionNotSecure(Record, Quirk):
     """IIS 4.0 SMTP with "128-bit encryption" required (KB Q279214): after
     C{220 SMTP server ready} and a completed handshake, the first session
     from a sending host is not marked secure, so its MAIL FROM gets C{505
@@ -44,13 +44,9 @@ class TLSSessionNotSecure(Quirk):
     @ivar sessions: how many TLS sessions per peer address are not marked secure.
     """
 
-    sessions: int = 1
+    type = "tls_session_not_secure"
 
-    def __post_init__(self):
-        if self.sessions < 0:
-            error = ValueError("must be 0 or more")
-            error.key = "sessions"
-            raise error
+    sessions: Count = 1
 
     def after_tls(self, conn) -> None:
         seen = conn.server.shared.setdefault("tls_session_not_secure", Counter())
@@ -58,3 +54,7 @@ class TLSSessionNotSecure(Quirk):
         if seen[conn.session.peer_ip] <= self.sessions:
             conn.session.tls_secure = False
             conn.event("tls_not_marked_secure", peer=conn.session.peer_ip, session=seen[conn.session.peer_ip])
+
+
+#: The TLS family.
+TYPES = (StartTLSBufferLeak, TLSSessionNotSecure)

@@ -141,7 +141,7 @@ def server_targets(names: Sequence[str] | None) -> Iterable[Target]:
         if name not in known:  # a composition, or a mistake: targets() tells which
             continue
         loaded = profiles.load(name)
-        yield Target(name, name, implicit_tls=loaded.sections["tls"].implicit)
+        yield Target(name, name, implicit_tls=loaded.tls.implicit)
 
 
 def composition_targets(names: Sequence[str] | None) -> Iterable[Target]:
@@ -153,7 +153,7 @@ def composition_targets(names: Sequence[str] | None) -> Iterable[Target]:
     for name in names or ():
         box, plus, profile = name.partition("+")
         if plus and box in middlebox.types_() and profile in known:
-            yield Target(name, profile, profiles.load(profile).sections["tls"].implicit, middlebox=box)
+            yield Target(name, profile, profiles.load(profile).tls.implicit, middlebox=box)
 
 
 #: Functions C{source(names) -> Targets}, in table order; C{names} is None

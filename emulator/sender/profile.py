@@ -25,22 +25,23 @@ is data here, read by the sans-IO client in L{emulator.sender.client}::
       unadvertised: first
     reports: {no_auth: "the product's own error text"}
 
-Every key, type and choice is checked when the file loads; a problem is a
-L{ProfileError} C{file:key: problem}, as for servers.
+Every key, type and choice is checked when the file loads, by
+L{emulator.schema} as for servers; a problem is a L{ProfileError}
+C{file:key: problem}.
 """
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Annotated, Literal, Mapping
 
+from emulator import schema
 from emulator.profiles import loader as profiles
 from emulator.profiles.loader import ProfileError
+from emulator.schema import SECRET, invalid
+from emulator.tls.config import Version
 
 #: Failure kinds a client run ends with (L{emulator.sender.client.Outcome.failure});
 #: a profile's C{reports:} gives the product's own words for some of them.
@@ -55,11 +56,6 @@ FAILURES = {
     "closed": "the server closed the connection first",
     "timeout": "the server did not answer in time",
 }
-_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
-
-
-def _choice(default, *choices, doc: str = ""):
-    return field(default=default, metadata={"choices": choices, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,7 @@ class Credentials:
 
     user: str
     domain: str = ""
-    password: str = field(default="", repr=False)
+    password: Annotated[str, SECRET] = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -107,9 +103,13 @@ class ClientAuth:
     """
 
     methods: tuple[AuthMethod, ...] = ()
-    unadvertised: str = _choice("skip", "quit", "skip", "first")
-    on_failure: str = _choice("quit", "quit", "continue")
+    unadvertised: Literal["quit", "skip", "first"] = "skip"
+    on_failure: Literal["quit", "continue"] = "quit"
     credentials: Credentials | None = None
+
+    def __post_init__(self):
+        if self.credentials is not None and not self.methods:
+            raise invalid("credentials", "credentials without methods: are never used")
 
 
 @dataclass(frozen=True)
@@ -133,20 +133,21 @@ class ClientTLS:
     """
 
     implicit: bool = False
-    starttls: str = _choice("never", "never", "when_advertised")
+    starttls: Literal["never", "when_advertised"] = "never"
     keywords: tuple[str, ...] = ("STARTTLS",)
-    on_refused: str = _choice("continue", "continue", "quit")
+    on_refused: Literal["continue", "quit"] = "continue"
     ehlo_after: bool = True
     check_chain: bool = True
-    check_name: str = _choice("fqdn", "fqdn", "dialled", "none")
+    check_name: Literal["fqdn", "dialled", "none"] = "fqdn"
     sni: bool = False
-    min_version: str = _choice("TLSv1.2", *_VERSIONS)
-    max_version: str | None = _choice(None, None, *_VERSIONS)
+    min_version: Version = "TLSv1.2"
+    max_version: Literal[(None, *typing.get_args(Version))] = None
 
 
 @dataclass(frozen=True)
 class ClientProfile:
-    """A loaded, validated client profile (a sender persona)."""
+    """A loaded, validated client profile (a sender persona): the keys of
+    its file (read by L{emulator.schema}) and the C{path} it came from."""
 
     name: str
     path: Path
@@ -157,21 +158,31 @@ class ClientProfile:
     helo_name: str
     notes: str = ""
     port: int = 25
-    hello: str = _choice("EHLO", "EHLO", "HELO")
-    ehlo_fallback: str = _choice("helo", "helo", "quit")
+    hello: Literal["EHLO", "HELO"] = "EHLO"
+    ehlo_fallback: Literal["helo", "quit"] = "helo"
     mail_parameters: tuple[Parameter, ...] = ()
     rcpt_parameters: tuple[Parameter, ...] = ()
     tls: ClientTLS = ClientTLS()
     auth: ClientAuth = ClientAuth()
     reports: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self):
+        if not self.sources:
+            raise invalid("sources", "must name at least one source (a KB article)")
+        for kind in self.reports:
+            if kind not in FAILURES:
+                raise invalid(f"reports.{kind}", f"unknown failure kind; {schema.did_you_mean(kind, FAILURES)}"
+                                                 f"known: {', '.join(FAILURES)}")
+        if not 1 <= self.port <= 65535:
+            raise invalid("port", "must be a TCP port, 1 to 65535")
+
     def report(self, failure: str) -> str:
         """The product's own words for a failure kind, or C{""}."""
         return self.reports.get(failure, "")
 
 
-_REQUIRED = ("product", "version", "describes", "sources", "helo_name")
-_FILE_KEYS = ("role", "name", "extends", "abstract")
+# Keys of the file that are not the persona's: read by the file machinery.
+_FILE_KEYS = ("role", "extends", "abstract")
 
 
 def names(include_abstract: bool = False) -> list[str]:
@@ -203,7 +214,10 @@ def check(path: str | Path) -> ClientProfile | None:
     """Validate a client profile file (C{emulator check}); None for an abstract one."""
     path, document = _document(path)
     if document.get("abstract"):
-        _fields(ClientProfile, {k: v for k, v in document.items() if k not in _FILE_KEYS}, path, "")
+        try:
+            schema.check(document, ClientProfile, given=("path",), ignore=_FILE_KEYS)
+        except schema.SchemaError as e:
+            raise ProfileError(path, e.key, e.problem) from None
         return None
     return _build(path, document)
 
@@ -235,67 +249,7 @@ def _read(path: Path) -> dict:
 
 
 def _build(path: Path, document: dict) -> ClientProfile:
-    for key in _REQUIRED:
-        if key not in document:
-            raise ProfileError(path, key, "is required")
-    values = _fields(ClientProfile, {k: v for k, v in document.items() if k not in _FILE_KEYS}, path, "")
-    if not values["sources"]:
-        raise ProfileError(path, "sources", "must name at least one source (a KB article)")
-    for kind in values.get("reports", {}):
-        if kind not in FAILURES:
-            raise ProfileError(path, f"reports.{kind}", f"unknown failure kind; known: {', '.join(FAILURES)}")
-    if not 1 <= values.get("port", 25) <= 65535:
-        raise ProfileError(path, "port", "must be a TCP port, 1 to 65535")
-    auth = values.get("auth", ClientAuth())
-    if auth.credentials is not None and not auth.methods:
-        raise ProfileError(path, "auth.credentials", "credentials without methods: are never used")
-    return ClientProfile(name=document["name"], path=path, **values)
-
-
-# -- a strict reader driven by the dataclasses' type hints ------------------
-
-def _fields(cls, document: dict, path: Path, prefix: str) -> dict:
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("name", "path")}
-    values = {}
-    for key, value in document.items():
-        where = f"{prefix}{key}"
-        if key not in known:
-            raise ProfileError(path, where, f"unknown key; known keys: {', '.join([*_FILE_KEYS, *known])}")
-        values[key] = _value(hints[key], value, path, where)
-        choices = known[key].metadata.get("choices")
-        if choices and values[key] not in choices:
-            shown = ", ".join("null" if c is None else c for c in choices)
-            raise ProfileError(path, where, f"must be one of {shown}, not {value!r}")
-    missing = [n for n, f in known.items() if n not in values and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing and prefix:  # top-level requirements are checked with their own message
-        raise ProfileError(path, f"{prefix}{missing[0]}", "is required")
-    return values
-
-
-def _value(hint, value, path: Path, where: str):
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [h for h in typing.get_args(hint) if h is not type(None)]
-        return None if value is None else _value(options[0], value, path, where)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ProfileError(path, where, "must be a mapping")
-        return hint(**_fields(hint, value, path, f"{where}."))
-    if origin is tuple:
-        item = typing.get_args(hint)[0]
-        if not isinstance(value, list):
-            raise ProfileError(path, where, "must be a list")
-        return tuple(_value(item, v, path, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (collections.abc.Mapping, dict):
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ProfileError(path, where, "must be a mapping of names to quoted strings")
-        return dict(value)
-    if hint is bool and not isinstance(value, bool):
-        raise ProfileError(path, where, "must be true or false")
-    if hint is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ProfileError(path, where, "must be an integer, 0 or more")
-    if hint is str and not isinstance(value, str):
-        raise ProfileError(path, where, f"must be a quoted string, not {value!r}")
-    return value
+    try:
+        return schema.read(document, ClientProfile, given={"path": path}, ignore=_FILE_KEYS)
+    except schema.SchemaError as e:
+        raise ProfileError(path, e.key, e.problem) from None

@@ -33,7 +33,7 @@ class MiddleboxHarness(InMemory):
     def __init__(self, box, profile, *, peer=("192.0.2.10", 1025), session_id: str = "m1", **server_options):
         self.server = Harness(profile, peer=peer, session_id="s1", **server_options)
         if box is None:
-            box = self.server.server.profile.sections.get("middlebox")
+            box = self.server.server.profile.middlebox
             if box is None:
                 raise ValueError(f"profile {self.server.server.profile.name} has no middlebox: section")
         self.box: Middlebox = box if isinstance(box, Middlebox) else load(box)

@@ -93,7 +93,7 @@ def legacy_smtp_profiles(*names: str, where=None, **options):
     if not names:
         names = tuple(p.name for p in _all_profiles()
                       if (where is None or where(p))
-                      and (not options.get("implicit_tls") or p.sections["tls"].implicit))
+                      and (not options.get("implicit_tls") or p.tls.implicit))
     return pytest.mark.parametrize(
         "legacy_smtp", [pytest.param({"profile": name, **options}, id=name) for name in names], indirect=True)
 

@@ -125,7 +125,7 @@ class ServerPool:
         127.0.0.1, with the profile's key type and expiry."""
         from emulator.tls.certs import CertSpec, CertStore
 
-        config = loaded.sections["tls"]
+        config = loaded.tls
         names = dataclasses.replace(config, names=("{hostname}", "localhost", LOOPBACK))
         dns, ips = names.split_names(hostname)
         spec = CertSpec(dns_names=dns, ip_addresses=ips, expired=config.expired, self_signed=config.self_signed,
@@ -288,7 +288,7 @@ class LegacySMTP:
 
     @property
     def profile(self) -> profiles.Profile:
-        """The loaded profile served (C{.name}, C{.commands}, C{.sections["tls"]}, ...)."""
+        """The loaded profile served (C{.name}, C{.commands}, C{.tls}, ...)."""
         return self._current.profile
 
     @property

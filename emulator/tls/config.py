@@ -7,20 +7,28 @@ The C{tls:} profile section: what a product did about TLS, as data.
       advertise: always          # always | with_certificate | never  (KB Q237327)
       min_version: "TLSv1"
 
-Kept free of Twisted and pyOpenSSL imports so that loading a profile stays
-cheap; L{emulator.tls.context.context_for} turns it into a server context.
+Read by L{emulator.schema} (every key, type and choice is checked when the
+profile loads).  Kept free of Twisted and pyOpenSSL imports so that loading a
+profile stays cheap; L{emulator.tls.context.context_for} turns it into a
+server context.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
+import typing
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from emulator.profiles.loader import SectionError, section
+from msgspec import Meta
 
-_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
-_ADVERTISE = ("always", "with_certificate", "never")
+from emulator.schema import Timeout, invalid
+
+Version = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+Advertise = Literal["always", "with_certificate", "never"]
+_VERSIONS = typing.get_args(Version)
+#: A count of bits or bytes: 0 or more.
+Size = Annotated[int, Meta(ge=0, description="an integer, 0 or more")]
 
 
 @dataclass(frozen=True)
@@ -57,29 +65,35 @@ class TLSConfig:
         bytes, or C{ignore} everything until the client gives up (KB Q218430:
         "Exchange Server still will not respond").
     @ivar handshake_timeout: seconds a handshake may take before the server
-        gives up on the connection.
+        gives up on the connection (more than 0: a timeout is never off).
     """
 
-    certificate: str = "none"
+    certificate: Literal["none", "generated", "files"] = "none"
     cert_file: str | None = None
     key_file: str | None = None
     names: tuple[str, ...] = ("{hostname}",)
     expired: bool = False
     self_signed: bool = False
-    key_type: str = "rsa"
-    key_size: int = 2048
-    min_version: str = "TLSv1.2"
-    max_version: str | None = None
+    key_type: Literal["rsa", "ec"] = "rsa"
+    key_size: Size = 2048
+    min_version: Version = "TLSv1.2"
+    max_version: Version | None = None
     ciphers: str | None = None
-    advertise: str = "with_certificate"
-    advertise_behind_proxy: str | None = None
+    advertise: Advertise = "with_certificate"
+    advertise_behind_proxy: Advertise | None = None
     behind_proxy: bool = False
     keywords: tuple[str, ...] = ("STARTTLS",)
     implicit: bool = False
     required: bool = False
-    min_bits: int = 0
-    client_hello_on_plaintext: str = "process"
-    handshake_timeout: float = 30.0
+    min_bits: Size = 0
+    client_hello_on_plaintext: Literal["process", "ignore"] = "process"
+    handshake_timeout: Timeout = 30.0
+
+    def __post_init__(self):
+        if self.certificate == "files" and not (self.cert_file and self.key_file):
+            raise invalid("certificate", "files needs cert_file and key_file")
+        if self.max_version and _VERSIONS.index(self.max_version) < _VERSIONS.index(self.min_version):
+            raise invalid("max_version", "is below min_version")
 
     def advertised(self, have_certificate: bool) -> bool:
         """Whether EHLO lists the TLS keywords on a listener with or without a certificate."""
@@ -97,56 +111,11 @@ class TLSConfig:
         return tuple(dns), tuple(ips)
 
     def validate(self, verbs, catalogue) -> None:
-        """Cross-checks with the rest of the profile."""
+        """Cross-checks with the rest of the profile (called by the loader)."""
         if "STARTTLS" not in verbs:
             if "always" in (self.advertise, self.advertise_behind_proxy):
-                raise SectionError("advertise", "advertises TLS but commands: lacks STARTTLS")
+                raise invalid("advertise", "advertises TLS but commands: lacks STARTTLS")
             if self.certificate != "none" and not self.implicit:
-                raise SectionError("certificate", "a certificate without STARTTLS in commands: or implicit: true")
+                raise invalid("certificate", "a certificate without STARTTLS in commands: or implicit: true")
         if self.required and "tls_required" not in catalogue:
-            raise SectionError("required", "needs a tls_required reply in replies:")
-
-
-_CHOICES = {
-    "certificate": ("none", "generated", "files"),
-    "key_type": ("rsa", "ec"),
-    "min_version": _VERSIONS,
-    "max_version": _VERSIONS,
-    "advertise": _ADVERTISE,
-    "advertise_behind_proxy": _ADVERTISE,
-    "client_hello_on_plaintext": ("process", "ignore"),
-}
-
-
-@section("tls")
-def parse(value: dict | None) -> TLSConfig:
-    """Build the section, checking every key, type and choice."""
-    if value is None:
-        return TLSConfig()
-    fields = {f.name: f for f in dataclasses.fields(TLSConfig)}
-    values = {}
-    for key, item in value.items():
-        if key not in fields:
-            raise SectionError(str(key), f"unknown key; known: {', '.join(fields)}")
-        default = fields[key].default
-        if isinstance(default, tuple):
-            if not isinstance(item, list) or not all(isinstance(v, str) for v in item):
-                raise SectionError(key, "must be a list of quoted strings")
-            item = tuple(item)
-        elif isinstance(default, bool):
-            if not isinstance(item, bool):
-                raise SectionError(key, "must be true or false")
-        elif isinstance(default, (int, float)):
-            if isinstance(item, bool) or not isinstance(item, (int, float)) or item < 0:
-                raise SectionError(key, "must be a number, 0 or more")
-        elif not isinstance(item, str):
-            raise SectionError(key, "must be a quoted string")
-        if key in _CHOICES and item not in _CHOICES[key]:
-            raise SectionError(key, f"must be one of {', '.join(_CHOICES[key])}, not {item!r}")
-        values[key] = item
-    config = TLSConfig(**values)
-    if config.certificate == "files" and not (config.cert_file and config.key_file):
-        raise SectionError("certificate", "files needs cert_file and key_file")
-    if config.max_version and _VERSIONS.index(config.max_version) < _VERSIONS.index(config.min_version):
-        raise SectionError("max_version", "is below min_version")
-    return config
+            raise invalid("required", "needs a tls_required reply in replies:")

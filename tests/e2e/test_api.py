@@ -282,6 +282,16 @@ def test_requests_from_web_pages_are_refused(served):
     assert get_json(served.url + "/health", headers={"Host": "localhost"})[0] == 200
 
 
+def test_a_fault_with_a_misspelt_step_is_refused(served):
+    """POST /faults with 'rpct:...' is a 400 naming the spec, the known steps and the likely one; nothing is added."""
+    spec = "rpct:reply=452 4.5.3 Too many recipients"
+    status, error = get_json(served.url + "/faults", "POST", {"spec": spec})
+    assert status == 400 and error["error"] == "bad_fault"
+    assert error["message"].startswith(f"{spec}: fault {spec!r}: command: unknown step 'rpct'; did you mean RCPT? "
+                                       "known steps: connect, data_end, ., *, HELO, EHLO, MAIL, RCPT, ")
+    assert get_json(served.url + "/faults")[1] == []
+
+
 def test_faults_are_added_listed_and_cleared(served):
     """POST /faults adds a fault to every emulation at once (running listeners included) and to one made
     later by a profile switch; a bad spec is a 400 naming it; DELETE clears them all."""
@@ -362,4 +372,4 @@ def test_switching_keeps_command_line_accounts(tmp_path):
 
     alice = auth.parse_account("CORP\\alice:pw")
     control = Control(Emulation(profiles.load("ims55sp4"), state_dir=tmp_path), accounts=[alice], reactor=Clock())
-    assert alice in control.emulation("ims55sp3").profile.sections["auth"].accounts
+    assert alice in control.emulation("ims55sp3").profile.auth.accounts

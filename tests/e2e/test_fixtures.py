@@ -174,7 +174,7 @@ def test_indirect_parametrize_with_names_or_start_arguments(legacy_smtp):
     assert legacy_smtp.hostname == ("h.example" if legacy_smtp.profile.name == "ims55sp4" else "mail.example.test")
 
 
-@legacy_smtp_profiles(where=lambda profile: not profile.sections["tls"].implicit)
+@legacy_smtp_profiles(where=lambda profile: not profile.tls.implicit)
 def test_every_plaintext_persona_greets(legacy_smtp):
     """legacy_smtp_profiles() runs a test once per selected profile; each greets with 220."""
     with socket.create_connection(legacy_smtp.address, timeout=10) as s:
