@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from emulator.auth import mechanisms as _auth  # noqa: F401 (files AUTH and XAUTH among the verbs)
 from emulator.core import commands
+from emulator.profiles.sections import VERBS
 from emulator.learn.dialogue import AUTH_LINE, CONNECT, DATA_END, Session
 from emulator.learn.fields import escape, templatize
 from emulator.sender.client import is_ip_address
@@ -145,7 +145,7 @@ class _Learner:
         # Pass 1: the unknown-verb reply, to tell a verb the server lacks.
         for s in self.sessions:
             for x in s.exchanges:
-                if x.step and x.step not in commands.VERBS and x.step not in (CONNECT, DATA_END, AUTH_LINE) \
+                if x.step and x.step not in VERBS and x.step not in (CONNECT, DATA_END, AUTH_LINE) \
                         and x.step.isalnum() and self.unknown is None:
                     self.unknown = (x.code, self._template("unknown", x, s, verb=_verb(x))[0])
         for s in self.sessions:
@@ -169,7 +169,7 @@ class _Learner:
                 else:
                     self._note(f"the message was refused after DATA: {x.lines()[-1]!r} (not modelled)")
             return
-        if verb not in commands.VERBS:
+        if verb not in VERBS:
             return self._file("unknown", x, verb=_verb(x))
         if self._is_unknown(x):
             self.lacking.add(verb)
@@ -342,7 +342,7 @@ def _commands(out: Learned, learner: _Learner, base: dict) -> None:
         for keyword in plain:
             word = re.split(r"[ =]", keyword.strip(), maxsplit=1)[0].upper()
             verb = commands.KEYWORD_VERBS.get(word)
-            if verb and verb not in commands.VERBS:
+            if verb and verb not in VERBS:
                 out.notes.append(f"the EHLO keyword {keyword!r} is left out: the emulator has no {verb} command")
                 continue
             if word == "AUTH":
@@ -403,7 +403,7 @@ def _drop_unanswerable(out: Learned, base: dict) -> None:
     be enabled (the loader requires them): leave it out, with its keyword."""
     have = set(out.replies) | set(base.get("replies", {}))
     for verb in list(out.commands or []):
-        missing = [r for r in commands.VERBS[verb][1] if r not in have]
+        missing = [r for r in VERBS[verb][1] if r not in have]
         if missing and verb not in ("AUTH", "XAUTH"):
             _drop_verb(out, verb, f"no session showed its replies {', '.join(missing)} and the base {out.base} "
                                   "has none")
