@@ -29,8 +29,9 @@ install: $(STAMP)
 compile: install
 	$(BIN)/python -m compileall -q emulator twisted/plugins
 
+# API= (empty) serves no console or control API.
 run: compile
-	$(BIN)/twistd --nodaemon --pidfile= emulator --profile $(PROFILE) --listen $(LISTEN) --api $(API) \
+	$(BIN)/twistd --nodaemon --pidfile= emulator --profile $(PROFILE) --listen $(LISTEN) $(if $(API),--api $(API)) \
 		--maildir $(STATE)/maildir --transcripts $(STATE)/transcripts --state-dir $(STATE)/state
 
 test: install

@@ -311,12 +311,13 @@ def cmd_serve(options: list[str]) -> int:
               f"`twistd --nodaemon --pidfile= emulator OPTIONS`.\n\n{table}")
         return 0
     config = ServerOptions()
+    config[tap.SERVE] = True  # mistakes are raised for this function to say
     try:
         config.parseOptions(["--nodaemon", "--pidfile=", "emulator", *options])
         emulation = tap.emulation(config.subOptions)  # twistd's makeService then serves this one
     except usage.UsageError as e:
-        print(f"emulator serve: {e}", file=sys.stderr)
-        return 2
+        print(f"emulator serve: {e} (see emulator serve --help)", file=sys.stderr)
+        return getattr(e, "status", 2)
     stderr = sys.stderr  # twistd sends sys.stderr to its log once it starts
 
     def progress(text: str) -> None:

@@ -103,8 +103,12 @@ class ProfileError(Exception):
     """A profile (or middlebox) file that cannot run.  C{str()} is C{file:key: problem}."""
 
     def __init__(self, path: str | Path, key: str, problem: str):
+        key = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", key)  # a key may hold a line end: one line still
         super().__init__(f"{path}:{key}: {problem}")
         self.path, self.key, self.problem = str(path), key, problem
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def invalid(key: str, problem: str) -> SchemaError:
@@ -438,7 +442,7 @@ def _translate(error: msgspec.ValidationError, value, kind, noun: str, given: tu
         return cause.within(where)
     if cause is not None:
         return SchemaError(join(where, getattr(cause, "key", None) or ""), str(cause))
-    unknown = re.match(r"Object contains unknown field `(.*)`\Z", problem)
+    unknown = re.match(r"Object contains unknown field `(.*)`\Z", problem, re.DOTALL)
     if unknown:
         name, record = unknown[1], walk.record()
         known = [k for k, attribute in keys(record).items() if not (walk.is_root and attribute in given)] if record else []
@@ -448,7 +452,7 @@ def _translate(error: msgspec.ValidationError, value, kind, noun: str, given: tu
             noun = nouns[0] if nouns else "key"
         return SchemaError(join(where, name), f"unknown {noun}; {did_you_mean(name, known)}"
                                               f"known {noun.split()[0]}s: {', '.join(known)}")
-    missing = re.match(r"Object missing required field `(.*)`\Z", problem)
+    missing = re.match(r"Object missing required field `(.*)`\Z", problem, re.DOTALL)
     if missing:
         return SchemaError(join(where, missing[1]), "is required")
     metas = walk.metas()

@@ -135,7 +135,7 @@ def test_each_connection_is_logged():
 
     (event,) = [json.loads(line) for line in sink.lines]
     assert event["event"] == "connection" and event["profile"] == "ims55sp4"
-    assert (event["messages"], event["seconds"], event["session"]) == (1, "1.500", proto.transcript.session_id)
+    assert (event["messages"], event["seconds"], event["session"]) == (1, 1.5, proto.transcript.session_id)
 
 
 @pytest.mark.parametrize("chunks", [[b"NOOP\r\n"], [b"NO", b"OP\r", b"\n"]])

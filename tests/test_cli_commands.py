@@ -59,8 +59,8 @@ def test_serve_help_lists_the_twistd_options(capsys):
     (["show", "nosuch"], 1, "emulator: nosuch:(name): no profile of that name"),
     (["transcript", "/nonexistent/t.jsonl"], 1, "emulator transcript: /nonexistent/t.jsonl: no such file or folder"),
     (["serve", "--bogus"], 2, "emulator serve: option --bogus not recognized"),
-    (["serve", "--profile", "nosuch"], 2, "emulator serve: bad profile: nosuch:(name): no profile of that name"),
-    (["serve", "--api", "tcp:notaport"], 2, "emulator serve: --api tcp:notaport:interface=127.0.0.1"),
+    (["serve", "--profile", "nosuch"], 1, "emulator serve: bad profile: nosuch:(name): no profile of that name"),
+    (["serve", "--api", "tcp:notaport"], 2, "emulator serve: --api tcp:notaport: port 'notaport': must be a number from 0 to 65535 (see emulator serve --help)"),
 ])
 def test_errors_are_one_line_and_a_non_zero_exit(capsys, argv, status, message):
     """A bad command, argument, file or option is one line on stderr and a non-zero exit, never a traceback."""

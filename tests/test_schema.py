@@ -199,3 +199,22 @@ def test_join_and_within():
     assert schema.join("quirks[0]", "attributes.from") == "quirks[0].attributes.from"
     assert schema.join("auth", "[1]") == "auth[1]" and schema.join("", "tls") == "tls"
     assert SchemaError("x", "bad").within("tls").key == "tls.x"
+
+
+def test_a_key_with_a_line_end_is_still_one_line(tmp_path):
+    """Found by the mutation property: an unknown top-level key "\\n" was misreported ("must be a
+    mapping, not a mapping", with an empty key), and a key holding a line end broke the one line;
+    now the key is named, its control characters escaped."""
+    import yaml
+
+    from emulator.profiles import loader
+
+    document = loader.resolved_document("ex50")
+    document.pop("extends", None)
+    document["\n"] = None
+    path = tmp_path / "ex50.yaml"
+    path.write_text(yaml.dump(document, default_style='"'))
+    with pytest.raises(loader.ProfileError) as error:
+        loader.load(path)
+    assert error.value.key == "\\x0a" and error.value.problem.startswith("unknown key; ")
+    assert "\n" not in str(loader.ProfileError(path, "replies.\n[0]", "reply texts must be quoted"))

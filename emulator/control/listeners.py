@@ -25,6 +25,7 @@ from twisted.internet.protocol import Factory
 
 from emulator.capture.summary import summarize
 from emulator.host.edge import log
+from emulator.host.endpoints import ListenError, with_backlog
 from emulator.host.emulation import Emulation, build
 from emulator.host.recipe import Recipe
 from emulator.quirks import spec as faults
@@ -184,9 +185,15 @@ class ListenerService(StreamServerEndpointService):
     description = ""
     profile = ""
     port = None
+    option = "--listen"  # how the user named the endpoint, for a failure to listen
 
     def privilegedStartService(self):
-        super().privilegedStartService()
+        """Listen; a failure is a L{ListenError} naming the option, the
+        endpoint and the cause (twistd's service turns it into one line)."""
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            raise ListenError(self.option, self.description.split(" ", 1)[0], e) from e
         self._waitingForPort.addCallback(self._listening)
 
     def _listening(self, port):
@@ -236,7 +243,7 @@ class Control:
         C{endpoint} when started: by twistd as part of its application, or
         with C{startService()} in a running reactor."""
         listener = self.listener(endpoint, implicit_tls=implicit_tls)
-        service = ListenerService(endpoints.serverFromString(self.reactor, endpoint), listener)
+        service = ListenerService(endpoints.serverFromString(self.reactor, with_backlog(endpoint)), listener)
         service.description = endpoint + (" (implicit TLS)" if implicit_tls else "")
         service.profile = listener.emulation.served
         return service

@@ -26,7 +26,7 @@ log = Logger(namespace="emulator")
 
 class EventLog:
     """One line per connection event: through twisted.logger (text), or as
-    one JSON object per line on a stream (json)."""
+    one JSON object per line on a stream (json), numbers as numbers."""
 
     def __init__(self, format: str = "text", stream=None):
         self.format = format
@@ -34,11 +34,47 @@ class EventLog:
 
     def emit(self, event: str, /, **fields) -> None:
         if self.format == "json":
-            self.stream.write(json.dumps({"time": time.time(), "event": event, **fields}) + "\n")
+            self.stream.write(json.dumps({"time": time.time(), "level": "info", "namespace": "emulator",
+                                          "event": event, **fields}) + "\n")
             self.stream.flush()
         else:
-            text = " ".join(f"{k}={v}" for k, v in fields.items())
+            text = " ".join(f"{k}={v:.3f}" if type(v) is float else f"{k}={v}" for k, v in fields.items())
             log.info("{event} {text}", event=event, text=text)
+
+
+#: Keys the legacy logging bridge adds to every event.
+_LEGACY_KEYS = frozenset({"format", "system", "isError", "why", "message", "time"})
+
+
+def json_observer():
+    """twistd's log observer under C{--log-format json} (named by
+    L{emulator.host.tap.Options} as twistd's C{--logger}): every log event,
+    twistd's own included, as one JSON object per line on standard output,
+    beside the connection lines L{EventLog} writes there.  Its fields:
+    C{time}, C{level}, C{namespace}, C{message} (the text a text log would
+    show), the event's own fields of JSON types, and C{traceback} for a
+    failure.  Written here rather than with C{twisted.logger.jsonFileLogObserver},
+    whose records are separated by RS characters and carry every internal
+    key of the event."""
+    from twisted.logger import formatEvent
+
+    stream = sys.stdout  # the real one: twistd redirects sys.stdout into the log once logging begins
+    plain = (str, int, float, bool, type(None))
+
+    def observe(event: dict) -> None:
+        level = event.get("log_level")
+        record = {"time": event.get("log_time", time.time()), "level": getattr(level, "name", "info"),
+                  "namespace": event.get("log_namespace", ""), "message": formatEvent(event)}
+        record.update((key, value) for key, value in event.items()
+                      if not key.startswith("log_") and key not in _LEGACY_KEYS and key not in record
+                      and type(value) in plain)
+        failure = event.get("log_failure")
+        if failure is not None:
+            record["traceback"] = failure.getTraceback()
+        stream.write(json.dumps(record) + "\n")
+        stream.flush()
+
+    return observe
 
 
 class Edge(Protocol, Interpreter):

@@ -15,6 +15,7 @@ profile; with C{upstream=} too, in front of that real server instead.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,17 +41,45 @@ def build(recipe: Recipe, *, sharing: "Emulation | None" = None) -> "Emulation":
     """
     profile, box = recipe.loaded(), recipe.loaded_middlebox()
     if sharing is None:
-        store = MessageStore(recipe.maildir, fsync=recipe.fsync)
-        transcripts = TranscriptStore(recipe.transcripts)
+        with _storage("maildir", recipe.maildir):
+            store = MessageStore(recipe.maildir, fsync=recipe.fsync)
+        with _storage("transcripts", recipe.transcripts):
+            transcripts = TranscriptStore(recipe.transcripts)
         events = EventLog(recipe.log_format, sys.stdout)
     else:
         store, transcripts, events = sharing.store, sharing.transcripts, sharing.events
-    emulation = Emulation(profile, hostname=recipe.hostname, state_dir=recipe.state_dir, tls_cert=recipe.tls_cert,
-                          tls_key=recipe.tls_key, store=store, transcripts=transcripts, events=events,
-                          middlebox=box, upstream=recipe.upstream, seed=recipe.seed)
+    state_dir = Path(recipe.state_dir) if recipe.state_dir else default_state_dir()
+    with _storage("state-dir", state_dir):
+        emulation = Emulation(profile, hostname=recipe.hostname, state_dir=state_dir, tls_cert=recipe.tls_cert,
+                              tls_key=recipe.tls_key, store=store, transcripts=transcripts, events=events,
+                              middlebox=box, upstream=recipe.upstream, seed=recipe.seed)
     for fault in recipe.faults:
         emulation.add_fault(fault)
     return emulation
+
+
+class StorageError(OSError):
+    """A folder the emulation needs could not be made or written: C{what}
+    names it as its option does (C{maildir}, C{transcripts}, C{state-dir}),
+    C{path} is the folder, C{problem} the cause in a few words."""
+
+    def __init__(self, what: str, path, problem: str):
+        super().__init__(f"{what} {path}: {problem}")
+        self.what, self.path, self.problem = what, path, problem
+
+
+@contextmanager
+def _storage(what: str, folder):
+    """Turn an C{OSError} about C{folder} (or a file below it) into a L{StorageError}."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as e:
+        name = str(getattr(e, "filename", "") or "")
+        if folder is None or not name.startswith(str(folder)):
+            raise
+        raise StorageError(what, folder, f"cannot write there: {e.strerror or e}") from e
 
 
 @dataclass

@@ -99,7 +99,7 @@ class EmulatorProtocol(Edge):
             self._record("tls_failed", reason=_reason(reason))
         self._guard(self.conn.connection_lost)
         self._finish(reason, profile=self.transcript.profile, messages=self.conn.session.messages,
-                     seconds=f"{self._now() - self.transcript.started:.3f}")
+                     seconds=round(self._now() - self.transcript.started, 3))
 
     # -- timeouts: when to look; the core decides -------------------------
 

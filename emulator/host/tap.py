@@ -16,6 +16,7 @@ C{emulator serve} (L{emulator.cli}) calls both the same way.
 from __future__ import annotations
 
 import re
+import sys
 
 from twisted.application import service
 from twisted.internet import endpoints
@@ -23,7 +24,8 @@ from twisted.python import usage
 
 from emulator.auth import mechanisms as auth
 from emulator.control.listeners import Control
-from emulator.host.emulation import Emulation, build
+from emulator.host.emulation import Emulation, StorageError, build
+from emulator.host.endpoints import EndpointError, ListenError, server_endpoint, with_backlog
 from emulator.host.recipe import DEFAULT_PROFILE, Recipe, load_profile
 from emulator.profiles import loader as profiles
 
@@ -31,15 +33,18 @@ DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
 _HOSTNAME = re.compile(r"\A[A-Za-z0-9.\-\[\]:_]{1,255}\Z")
 
 
-def loopback_default(description: str) -> str:
-    """Bind 127.0.0.1 unless the endpoint names an interface: a bare port
-    C{2525} or C{tcp:2525} becomes C{tcp:2525:interface=127.0.0.1}."""
-    if description.isdigit():
-        description = f"tcp:{description}"
-    kind = description.split(":", 1)[0]
-    if kind in ("tcp", "ssl", "tcp6") and "interface=" not in description:
-        description += ":interface=::1" if kind == "tcp6" else ":interface=127.0.0.1"
-    return description
+#: The key C{emulator serve} sets on twistd's options before it parses them:
+#: then mistakes are raised for it to say, and named after it.
+SERVE = "emulator-serve"
+
+
+def _endpoint(option: str, text: str) -> str:
+    """C{text} as a checked server endpoint (see L{emulator.host.endpoints}),
+    or a usage error naming the option."""
+    try:
+        return server_endpoint(text)
+    except EndpointError as e:
+        raise usage.UsageError(f"{option} {text}: {e}") from None
 
 
 class Options(usage.Options):
@@ -66,7 +71,6 @@ class Options(usage.Options):
         ["api", None, None, "Endpoint of the HTTP control API and web console, e.g. tcp:8025 (127.0.0.1 unless an interface is named; default: none)."],
         ["api-token", None, None, "Token every request to the API and console must bring (default: none on loopback; made up and printed when --api listens beyond it)."],
         ["matrix-report", None, None, "Folder of an `emulator matrix --out` run, served under /matrix/ and linked from the console."],
-        ["seed", None, None, "Seed of the faults' dice (default: the profile's seed:, else random); transcripts record it.", int],
     ]
     optFlags = [
         ["fsync", None, "fsync each message and its folder before confirming it (durable against a machine crash; slower)."],
@@ -79,10 +83,37 @@ class Options(usage.Options):
         self["listen-tls"] = []
         self["fault"] = []
         self["accounts"] = []
+        self["seed"] = None
+
+    @property
+    def program(self) -> str:
+        """How messages name the command: C{twistd emulator} or C{emulator serve}."""
+        return "emulator serve" if self.parent is not None and self.parent.get(SERVE) else "twistd emulator"
+
+    def parseOptions(self, options=None) -> None:
+        """Parse; as twistd's subcommand, say a mistake in one line (twistd
+        would print its whole usage first): C{twistd emulator: PROBLEM (see
+        twistd emulator --help)}, exit status 2 (1 for a profile that does
+        not load, as for every C{emulator} command).  Parsed on their own,
+        or by C{emulator serve}, the options raise C{UsageError}."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None or self.program != "twistd emulator":
+                raise
+            print(f"twistd emulator: {e} (see twistd emulator --help)", file=sys.stderr)
+            raise SystemExit(getattr(e, "status", 2)) from None
+
+    def opt_seed(self, seed: str) -> None:
+        """Seed of the faults' dice (default: the profile's seed:, else random); transcripts record it."""
+        try:
+            self["seed"] = int(seed)
+        except ValueError:
+            raise usage.UsageError(f"--seed {seed}: must be a whole number") from None
 
     def opt_listen_tls(self, endpoint: str) -> None:
         """Server endpoint where TLS starts with the connection (SMTPS, e.g. tcp:4650); only for profiles whose product offered it (tls: implicit: true)"""
-        self["listen-tls"].append(loopback_default(endpoint))
+        self["listen-tls"].append(_endpoint("--listen-tls", endpoint))
 
     def opt_fault(self, spec: str) -> None:
         """Add a fault, e.g. 'rcpt:reply=452 4.5.3 Too many recipients:times=2' (repeatable; `emulator faults` lists the types)"""
@@ -94,8 +125,8 @@ class Options(usage.Options):
             raise usage.UsageError(f"--fault: {e}") from None
 
     def opt_listen(self, endpoint: str) -> None:
-        """Server endpoint, e.g. tcp:2525 (repeatable; 127.0.0.1 unless an interface is named) [default: tcp:2525:interface=127.0.0.1]"""
-        self["listen"].append(loopback_default(endpoint))
+        """Server endpoint: PORT, HOST:PORT, tcp:PORT[:interface=ADDRESS] or unix:PATH (repeatable; 127.0.0.1 unless an address is named) [default: tcp:2525:interface=127.0.0.1]"""
+        self["listen"].append(_endpoint("--listen", endpoint))
 
     def opt_account(self, account: str) -> None:
         """Account added to the profile's, user:password or 'DOMAIN\\user:password' (repeatable)."""
@@ -111,21 +142,17 @@ class Options(usage.Options):
         if len(set(every)) != len(every):
             raise usage.UsageError("--listen/--listen-tls name the same endpoint twice")
         if self["api"]:
-            self["api"] = loopback_default(self["api"])
+            self["api"] = _endpoint("--api", self["api"])
         for option in ("api-token", "matrix-report"):  # the web console's (emulator.control.api)
             if self[option] is not None and not self["api"]:
                 raise usage.UsageError(f"--{option} needs --api")
         if self["api-token"] is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{8,}", self["api-token"]):
             raise usage.UsageError("--api-token: 8 or more letters, digits or ._~- (it goes in URLs and cookies)")
-        for description in every + ([self["api"]] if self["api"] else []):
-            try:
-                # Parsing needs no reactor: endpoint constructors only store it.
-                endpoints.serverFromString(None, description)
-            except (ValueError, TypeError, KeyError) as e:
-                option = "--api" if description == self["api"] else "--listen"
-                raise usage.UsageError(f"{option} {description}: {e}") from None
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format must be text or json")
+        if self["log-format"] == "json" and self.parent is not None and not self.parent.get("logger"):
+            # every log event as JSON, twistd's own included, not only the connection lines
+            self.parent["logger"] = "emulator.host.edge.json_observer"
         if self["hostname"] is not None and not _HOSTNAME.match(self["hostname"]):
             raise usage.UsageError(f"--hostname {self['hostname']!r} is not a host name")
         if self["fsync"] and not self["maildir"]:
@@ -135,7 +162,9 @@ class Options(usage.Options):
         try:
             self["loaded_profile"] = load_profile(self["profile"])
         except profiles.ProfileError as e:
-            raise usage.UsageError(f"bad profile: {e}") from None
+            error = usage.UsageError(f"bad profile: {e}")
+            error.status = 1  # as for every command: a profile that does not load is exit status 1
+            raise error from None
         if self["accounts"] and not set(auth.VERBS) & set(self["loaded_profile"].commands):
             raise usage.UsageError(f"--account: profile {self['profile']} has no AUTH or XAUTH")
         self["loaded_profile"] = load_profile(self["loaded_profile"], self["accounts"])
@@ -168,6 +197,8 @@ def emulation(options: Options) -> Emulation:
     if options.built is None:
         try:
             built = build(options.recipe())
+        except StorageError as e:  # a folder of an option: name the option and the path
+            raise usage.UsageError(f"--{e.what} {e.path}: {e.problem}") from None
         except (ValueError, OSError) as e:
             raise usage.UsageError(f"TLS: {e}") from None
         if options["listen-tls"] and built.tls_context is None:
@@ -204,16 +235,37 @@ def makeService(options: Options) -> service.MultiService:
     try:
         built = emulation(options)
     except usage.UsageError as e:
-        raise SystemExit(f"twistd emulator: {e}") from None  # one line; twistd would print a traceback
-    top = service.MultiService()
+        raise SystemExit(f"{options.program}: {e}") from None  # one line; twistd would print a traceback
+    top = _Serving()
+    top.program = options.program
     control = Control(built, hostname=options["hostname"], middlebox=options["loaded_middlebox"],
                       upstream=options["upstream"], accounts=options["accounts"], reactor=reactor)
     plain = [(d, False) for d in options["listen"]]
     for description, implicit in plain + [(d, True) for d in options["listen-tls"]]:
-        control.serve(description, implicit_tls=implicit).setServiceParent(top)
+        listener = control.serve(description, implicit_tls=implicit)
+        listener.option = "--listen-tls" if implicit else "--listen"
+        listener.setServiceParent(top)
     if options["api"]:
         from emulator.control.api import APIService
 
-        APIService(endpoints.serverFromString(reactor, options["api"]), control, token=options["api-token"],
-                   matrix=options["matrix-report"]).setServiceParent(top)
+        api = APIService(endpoints.serverFromString(reactor, with_backlog(options["api"])), control,
+                         token=options["api-token"], matrix=options["matrix-report"])
+        api.option, api.description = "--api", options["api"]
+        api.setServiceParent(top)
     return top
+
+
+class _Serving(service.MultiService):
+    """twistd's service: a listener that cannot listen ends the process
+    with one line naming the option, the endpoint and the cause, and exit
+    status 1, before the reactor runs (so no other listener serves on)."""
+
+    program = "twistd emulator"
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            # twistd has sent sys.stderr to its log by now: the line goes to the real one.
+            print(f"{self.program}: {e}", file=sys.__stderr__, flush=True)
+            raise SystemExit(1) from None

@@ -38,7 +38,7 @@ def listen(upstream: str, listen_on: str, folder: Path, *, reactor, sessions: in
     from twisted.internet import endpoints
 
     from emulator.host.middlebox import EndpointUpstream, MiddleboxFactory
-    from emulator.host.tap import loopback_default
+    from emulator.host.endpoints import server_endpoint as loopback_default
 
     store = MaskingStore(folder, lambda count: sessions and count >= sessions and on_done())
     factory = MiddleboxFactory(Recorder(), EndpointUpstream(upstream, reactor), transcripts=store,

@@ -47,7 +47,7 @@ def test_bad_profile_never_starts_a_server(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--listen", "tcp:notaport"], "--listen tcp:notaport:interface=127.0.0.1"),
+    (["--listen", "tcp:notaport"], "--listen tcp:notaport: port 'notaport': must be a number from 0 to 65535"),
     (["--log-format", "xml"], "--log-format must be text or json"),
     (["--fsync"], "--fsync needs --maildir"),
     (["--hostname", "bad host"], "is not a host name"),
@@ -74,7 +74,7 @@ def test_help_documents_every_option(tmp_path):
 
 def test_listen_defaults_to_loopback():
     """An endpoint without an interface binds 127.0.0.1, never all addresses."""
-    from emulator.host.tap import loopback_default
+    from emulator.host.endpoints import server_endpoint as loopback_default
 
     assert loopback_default("2525") == "tcp:2525:interface=127.0.0.1"
     assert loopback_default("tcp:2525") == "tcp:2525:interface=127.0.0.1"
