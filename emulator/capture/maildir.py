@@ -9,6 +9,11 @@ sends the C{250} that confirms the message,
 so a client never sees a message accepted that a crash of the emulator
 (even SIGKILL) could lose; with C{fsync}, a crash of the machine cannot
 either.  The message bytes are exactly what the client sent, unstuffed.
+
+In memory the store keeps the latest messages within a byte budget
+(L{emulator.capture.budget}): with a Maildir, only each message's envelope
+line, the bytes being read back from the Maildir when asked for; without
+one, whole messages, as many of the newest as fit.
 """
 
 from __future__ import annotations
@@ -17,41 +22,101 @@ import json
 import os
 import socket
 import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 from emulator.core.actions import Message
+from emulator.capture.budget import DEFAULT_BUDGET, Kept
 from emulator.capture.files import write_all, write_atomically
 
+# Estimated bytes a kept entry holds besides its message bytes (memory
+# only) or its envelope line (with a Maildir): the objects around them,
+# measured with tracemalloc (tests/test_budget.py checks the estimate).
+_MESSAGE_OVERHEAD = 512
+_SUMMARY_OVERHEAD = 160
 
-@dataclass(frozen=True)
+
 class Captured:
     """A stored message: its Maildir file name (or None in memory only) and
-    the message with its envelope."""
+    the message with its envelope.
 
-    name: str
-    message: Message
-    path: Path | None
+    A message stored in a Maildir is kept as its envelope line only: its
+    C{message} is read back from the file each time it is asked for (from
+    C{new/}, or from C{cur/} if a mail client moved it there), and raises
+    C{FileNotFoundError} if the file is gone."""
+
+    __slots__ = ("name", "_message", "_envelope", "_folder")
+
+    def __init__(self, name: str, message: Message, path: Path | str | None):
+        self.name = name
+        self._message = message
+        self._envelope = b""
+        self._folder = os.path.dirname(path) if path else None
+
+    @classmethod
+    def stored(cls, name: str, folder: str, envelope: bytes) -> "Captured":
+        """A message in C{folder} (a Maildir's C{new/}) known by its envelope line."""
+        captured = cls(name, None, None)
+        captured._envelope, captured._folder = envelope, folder
+        return captured
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self._folder, self.name) if self._folder else None
+
+    @property
+    def message(self) -> Message:
+        if self._message is not None:
+            return self._message
+        envelope = self.envelope()
+        return Message(envelope["sender"].encode("latin-1"),
+                       tuple(r.encode("latin-1") for r in envelope["recipients"]),
+                       self._read(), envelope["peer"], envelope["profile"], envelope["helo"].encode("latin-1"),
+                       envelope["tls"], envelope["auth_user"], envelope["session_id"])
 
     def envelope(self) -> dict:
-        m = self.message
-        return {
-            "name": self.name, "sender": m.sender.decode("latin-1"),
-            "recipients": [r.decode("latin-1") for r in m.recipients], "size": len(m.data),
-            "peer": m.peer, "profile": m.profile, "helo": m.helo.decode("latin-1"), "tls": m.tls,
-            "auth_user": m.auth_user, "session_id": m.session_id,
-        }
+        if self._message is None:
+            return json.loads(self._envelope)
+        return envelope_of(self.name, self._message)
+
+    def _read(self) -> bytes:
+        try:
+            with open(os.path.join(self._folder, self.name), "rb") as file:
+                return file.read()
+        except FileNotFoundError:
+            pass
+        # A mail client moves what it has seen to cur/, adding ":2,FLAGS".
+        cur = os.path.join(os.path.dirname(self._folder), "cur")
+        with os.scandir(cur) as entries:
+            moved = next((e.path for e in entries if e.name.startswith(self.name + ":")), None)
+        if moved is None:
+            raise FileNotFoundError(f"message {self.name} is no longer in {os.path.dirname(self._folder)}")
+        with open(moved, "rb") as file:
+            return file.read()
+
+    def __repr__(self) -> str:
+        return f"<Captured {self.name}{'' if self._message is not None else ' (on disk)'}>"
+
+
+def envelope_of(name: str, m: Message) -> dict:
+    return {
+        "name": name, "sender": m.sender.decode("latin-1"),
+        "recipients": [r.decode("latin-1") for r in m.recipients], "size": len(m.data),
+        "peer": m.peer, "profile": m.profile, "helo": m.helo.decode("latin-1"), "tls": m.tls,
+        "auth_user": m.auth_user, "session_id": m.session_id,
+    }
 
 
 class MessageStore:
     """Stores accepted messages in a Maildir (if given) and keeps the latest
-    in memory for tests and the control API."""
+    in memory for tests and the control API, within C{budget} bytes.
 
-    def __init__(self, folder: Path | None = None, *, fsync: bool = False, keep: int = 1000):
+    @ivar recent: the kept messages (L{Captured}), oldest first; its
+        C{dropped} counts those forgotten to stay within the budget."""
+
+    def __init__(self, folder: Path | None = None, *, fsync: bool = False, budget: int = DEFAULT_BUDGET):
         self.folder = Path(folder) if folder else None
         self.fsync = fsync
-        self.recent: deque[Captured] = deque(maxlen=keep)
+        self.recent: Kept[Captured] = Kept(budget)
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
         self._seq = 0
         if self.folder:
@@ -65,15 +130,16 @@ class MessageStore:
         self._seq += 1
         now = time.time()
         name = f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{self._seq}.{self._host}"
-        path = None
         if self.folder:
-            envelope = json.dumps(Captured(name, message, None).envelope()).encode("utf-8") + b"\n"
+            envelope = json.dumps(envelope_of(name, message)).encode("utf-8") + b"\n"
             write_all(self._envelopes, envelope)  # O_APPEND: one write, one whole line
             if self.fsync:
                 os.fsync(self._envelopes)
-            path = Path(write_atomically(self._tmp, self._new, name, message.data, fsync=self.fsync))
-        captured = Captured(name, message, path)
-        self.recent.append(captured)
+            path = write_atomically(self._tmp, self._new, name, message.data, fsync=self.fsync)
+            self.recent.append(Captured.stored(name, self._new, envelope), len(envelope) + _SUMMARY_OVERHEAD)
+            return Captured(name, message, path)
+        captured = Captured(name, message, None)
+        self.recent.append(captured, len(message.data) + _MESSAGE_OVERHEAD)
         return captured
 
     def clear(self) -> None:

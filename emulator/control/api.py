@@ -70,7 +70,9 @@ def openapi_document() -> bytes:
 def health(control: Control, request):
     return {"status": "ok", "version": emulator.__version__,
             "uptime": round(control.reactor.seconds() - control.started, 3),
-            "listeners": len(control.named()), "errors": control.errors()}
+            "listeners": len(control.named()), "errors": control.errors(),
+            "forgotten": {"sessions": control.base.transcripts.recent.dropped,
+                          "messages": control.base.store.recent.dropped}}
 
 
 def openapi(control: Control, request):
@@ -125,14 +127,23 @@ def switch_profile(control: Control, request, id: str):
 
 def _records(transcript) -> list[dict]:
     """The transcript's records as its C{.jsonl} file has them (after the header)."""
-    return [json.loads(line) for line in transcript.to_jsonl().splitlines()[1:]]
+    return [json.loads(line) for line in _from_disk(transcript.to_jsonl).splitlines()[1:]]
+
+
+def _from_disk(read):
+    """What a store reads back from its files when asked (a session's
+    records, a message's bytes): 410 if the file no longer has it."""
+    try:
+        return read()
+    except (OSError, LookupError) as e:
+        raise APIError(410, "gone", str(e)) from None
 
 
 def _summary(control: Control, transcript) -> dict:
     return {"session": transcript.session_id, "profile": transcript.profile, "peer": transcript.peer,
             "listener": transcript.listener, "started": transcript.started,
             "open": transcript.session_id in control.base.transcripts.open,
-            "records": len(transcript.records), "messages": len(transcript.events("message_accepted"))}
+            "records": transcript.record_count, "messages": transcript.message_count}
 
 
 def list_sessions(control: Control, request):
@@ -146,7 +157,7 @@ def get_session(control: Control, request, id: str):
 
 def get_transcript(control: Control, request, id: str):
     transcript = _found(control.session(id), "session", id)
-    return Text(headed(transcript).encode("utf-8"), "text/plain; charset=utf-8")
+    return Text(_from_disk(lambda: headed(transcript)).encode("utf-8"), "text/plain; charset=utf-8")
 
 
 def list_messages(control: Control, request):
@@ -158,7 +169,8 @@ def get_message(control: Control, request, name: str):
 
 
 def get_raw(control: Control, request, name: str):
-    return Text(_found(control.message(name), "message", name).message.data, "message/rfc822")
+    captured = _found(control.message(name), "message", name)
+    return Text(_from_disk(lambda: captured.message.data), "message/rfc822")
 
 
 def do_reset(control: Control, request):
