@@ -33,7 +33,7 @@ from typing import Callable
 import trustme
 
 import smtpload
-from servers import (EMULATOR, EQUAL_WORK, HOST, REPO_ROOT, SERVER_NAMES, SERVERS, ServerStartError,
+from servers import (COMPARED, EMULATOR, EQUAL_WORK, HOST, REPO_ROOT, SERVER_NAMES, SERVERS, ServerStartError,
                      cpu_seconds, emulator_from, listen_overflows, machine_busy_seconds, peak_rss_kib,
                      rss_kib, running)
 from smtpload import Budget, SmtpError, run_async
@@ -460,7 +460,7 @@ def table(rows, results, specs):
     references first, as they are listed."""
     shown = [EMULATOR, *(spec for spec in specs if spec.name != EMULATOR.name)]
     # The --compare checkout's ratio (after / before) comes last.
-    references = sorted(shown[1:], key=lambda spec: spec.root != REPO_ROOT)
+    references = sorted(shown[1:], key=lambda spec: spec.name == COMPARED)
     header = ["figure", *(spec.title for spec in shown), *(f"ratio vs {spec.title}" for spec in references)]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row in rows:
@@ -544,7 +544,8 @@ def parse_args(argv):
     if args.compare:
         if not (args.compare / "emulator" / "__init__.py").is_file():
             parser.error(f"--compare {args.compare}: not a checkout of the emulator")
-        args.servers.insert(1, emulator_from(args.compare))
+        # Beside the emulator's column, before the references.
+        args.servers.insert(int(EMULATOR in args.servers), emulator_from(args.compare))
     return args
 
 
@@ -563,7 +564,7 @@ def pin_cpus():
 
 
 def raise_fd_limit(needed):
-    # Figure 5 holds ~1,000 sockets open in this process, and in the server,
+    # Figures 6 and 8 hold ~1,000 sockets open in this process, and in the server,
     # which inherits the limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:

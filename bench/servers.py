@@ -95,10 +95,13 @@ SERVER_NAMES = tuple(spec.name for spec in SERVERS)
 EQUAL_WORK = ("twisted-maildir", "aiosmtpd-mailbox")
 
 
+COMPARED = "emulator-base"
+
+
 def emulator_from(root):
     """The emulator of another checkout (for before/after in one run)."""
     root = Path(root).resolve()
-    return ServerSpec("emulator-base", f"emulator at {root.name}", emulator_argv, False, cert_args, root)
+    return ServerSpec(COMPARED, f"emulator at {root.name}", emulator_argv, False, cert_args, root)
 
 
 class ServerStartError(Exception):

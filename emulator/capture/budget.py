@@ -17,10 +17,13 @@ from typing import Generic, Iterator, TypeVar
 
 #: The default budget of each store, in bytes (messages and transcripts
 #: have one each).  With a Maildir and a transcripts folder a message costs
-#: about 500 bytes of it and a session about 400, so the API and the console
-#: see the last 30,000 or more; in memory only, about 3,000 one-KiB
-#: sessions, or 150 with 100 KiB messages.
-DEFAULT_BUDGET = 16 * 1024 * 1024
+#: about 250 bytes of it and a session about 390, so the API and the console
+#: list the last 17,000 messages and 11,000 sessions or so; in memory only,
+#: about 900 sessions of one 1 KiB message (as many as the 1,000 kept
+#: before there was a budget), or 40 with 100 KiB messages.  Small, because
+#: what is kept stays: a long run's RSS settles at about start-up's plus
+#: both budgets (and what the allocator keeps of freed memory).
+DEFAULT_BUDGET = 4 * 1024 * 1024
 
 T = TypeVar("T")
 

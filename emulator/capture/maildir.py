@@ -11,9 +11,9 @@ so a client never sees a message accepted that a crash of the emulator
 either.  The message bytes are exactly what the client sent, unstuffed.
 
 In memory the store keeps the latest messages within a byte budget
-(L{emulator.capture.budget}): with a Maildir, only each message's envelope
-line, the bytes being read back from the Maildir when asked for; without
-one, whole messages, as many of the newest as fit.
+(L{emulator.capture.budget}): with a Maildir, only each message's name and
+where its envelope line is, both being read back from the files when asked
+for; without one, whole messages, as many of the newest as fit.
 """
 
 from __future__ import annotations
@@ -32,31 +32,34 @@ from emulator.capture.files import write_all, write_atomically
 # only) or its envelope line (with a Maildir): the objects around them,
 # measured with tracemalloc (tests/test_budget.py checks the estimate).
 _MESSAGE_OVERHEAD = 512
-_SUMMARY_OVERHEAD = 160
+_SUMMARY_OVERHEAD = 200
 
 
 class Captured:
     """A stored message: its Maildir file name (or None in memory only) and
     the message with its envelope.
 
-    A message stored in a Maildir is kept as its envelope line only: its
-    C{message} is read back from the file each time it is asked for (from
-    C{new/}, or from C{cur/} if a mail client moved it there), and raises
-    C{FileNotFoundError} if the file is gone."""
+    A message kept from a Maildir is only its name and where its envelope
+    line is in C{envelopes.jsonl}: its C{envelope()} and its C{message} are
+    read back from the files each time they are asked for (the message
+    from C{new/}, or from C{cur/} if a mail client moved it there).  They
+    raise C{FileNotFoundError} if the message's file is gone, and
+    C{LookupError} if the envelope line is no longer where it was."""
 
-    __slots__ = ("name", "_message", "_envelope", "_folder")
+    __slots__ = ("name", "_message", "_folder", "_at", "_size")
 
     def __init__(self, name: str, message: Message, path: Path | str | None):
         self.name = name
         self._message = message
-        self._envelope = b""
         self._folder = os.path.dirname(path) if path else None
+        self._at = self._size = 0
 
     @classmethod
-    def stored(cls, name: str, folder: str, envelope: bytes) -> "Captured":
-        """A message in C{folder} (a Maildir's C{new/}) known by its envelope line."""
+    def stored(cls, name: str, folder: str, at: int, size: int) -> "Captured":
+        """The message C{name} in C{folder} (a Maildir's C{new/}), whose
+        envelope line is C{size} bytes at byte C{at} of C{envelopes.jsonl}."""
         captured = cls(name, None, None)
-        captured._envelope, captured._folder = envelope, folder
+        captured._folder, captured._at, captured._size = folder, at, size
         return captured
 
     @property
@@ -74,9 +77,18 @@ class Captured:
                        envelope["tls"], envelope["auth_user"], envelope["session_id"])
 
     def envelope(self) -> dict:
-        if self._message is None:
-            return json.loads(self._envelope)
-        return envelope_of(self.name, self._message)
+        if self._message is not None:
+            return envelope_of(self.name, self._message)
+        log = os.path.join(os.path.dirname(self._folder), "envelopes.jsonl")
+        with open(log, "rb") as file:
+            line = os.pread(file.fileno(), self._size, self._at)
+        try:
+            envelope = json.loads(line)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or envelope.get("name") != self.name:
+            raise LookupError(f"{log} no longer holds the envelope of {self.name} at byte {self._at:,}")
+        return envelope
 
     def _read(self) -> bytes:
         try:
@@ -133,10 +145,13 @@ class MessageStore:
         if self.folder:
             envelope = json.dumps(envelope_of(name, message)).encode("utf-8") + b"\n"
             write_all(self._envelopes, envelope)  # O_APPEND: one write, one whole line
+            # Where that line went: O_APPEND left the offset at its end, even
+            # if another process appends to the same file.
+            at = os.lseek(self._envelopes, 0, os.SEEK_CUR) - len(envelope)
             if self.fsync:
                 os.fsync(self._envelopes)
             path = write_atomically(self._tmp, self._new, name, message.data, fsync=self.fsync)
-            self.recent.append(Captured.stored(name, self._new, envelope), len(envelope) + _SUMMARY_OVERHEAD)
+            self.recent.append(Captured.stored(name, self._new, at, len(envelope)), len(name) + _SUMMARY_OVERHEAD)
             return Captured(name, message, path)
         captured = Captured(name, message, None)
         self.recent.append(captured, len(message.data) + _MESSAGE_OVERHEAD)

@@ -268,7 +268,7 @@ def escape(data: bytes) -> str:
 # with tracemalloc (tests/test_budget.py checks the estimates).
 _RECORD_OVERHEAD = 220
 _SESSION_OVERHEAD = 512
-_SUMMARY_OVERHEAD = 400
+_SUMMARY_OVERHEAD = 350
 
 
 def held_bytes(transcript: Transcript) -> int:

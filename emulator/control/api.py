@@ -127,7 +127,7 @@ def switch_profile(control: Control, request, id: str):
 
 def _records(transcript) -> list[dict]:
     """The transcript's records as its C{.jsonl} file has them (after the header)."""
-    return [json.loads(line) for line in _from_disk(transcript.to_jsonl).splitlines()[1:]]
+    return [json.loads(line) for line in _from_disk(lambda: transcript.to_jsonl()).splitlines()[1:]]
 
 
 def _from_disk(read):
