@@ -6,8 +6,8 @@ and stops it.  Repetitions are interleaved (rep 1 of every server, then rep 2,
 ...) so slow drift on the machine hits all servers alike.  Prints a Markdown
 table on stdout (progress goes to stderr); --json saves the raw numbers.
 
-    python bench/run.py                    # full run, a few minutes
-    python bench/run.py --quick            # ~30 s smoke run
+    python bench/run.py                    # full run, a quarter of an hour
+    python bench/run.py --quick            # short run, a few minutes
     python bench/run.py --only references --figures cpu,latency --json out.json
     python bench/run.py --quick --compare /path/to/other/checkout   # before/after
 """
@@ -202,9 +202,9 @@ def burst_probe(count, seconds):
 def rss_probe(settings):
     """RSS after start, then after every load of figures 1 and 2 in turn
     against the same server (issue 19: at most 1.5× the first)."""
-    async def loads(port):
+    async def every_load(port):
         tally = smtpload.Tally()
-        for name, sessions, per_session, body, messages, *_ in LOADS(settings):
+        for name, sessions, per_session, body, messages, *_ in load_table(settings):
             done = await smtpload.send_messages(port, sessions, per_session, smtpload.make_message(body),
                                                 Budget(messages, settings.load_seconds), settings.load_seconds)
             tally.done += done.done
@@ -217,7 +217,7 @@ def rss_probe(settings):
         run_async(smtpload.ehlo_reply(server.port))
         time.sleep(SETTLE)
         start = rss_kib(server.pid)
-        tally, times = run_async(measured(server.pid, lambda: loads(server.port)))
+        tally, times = run_async(measured(server.pid, lambda: every_load(server.port)))
         after, peak = rss_kib(server.pid), peak_rss_kib(server.pid)
         values = {"rss.start": start / KIB, "rss.after": after / KIB, "rss.peak": peak / KIB,
                   "rss.growth": after / start}
@@ -267,7 +267,7 @@ def startup_probe(server):
     return {"startup.ms": server.startup_s * 1e3}, {}
 
 
-def LOADS(settings):
+def load_table(settings):
     """(name, sessions, msgs per session, body, message budget, CPU row label,
     rate row label).  Sessions reconnect until the budget or the time cap is
     spent.  The CPU loads send about n messages (fewer for big bodies, to
@@ -292,7 +292,7 @@ def _loads(n):
 
 def load_probes(settings):
     cap = settings.load_seconds
-    for name, sessions, per_session, body, messages, cpu_label, rate_label in LOADS(settings):
+    for name, sessions, per_session, body, messages, cpu_label, rate_label in load_table(settings):
         rows = []
         if cpu_label:
             rows.append(Row(f"cpu.{name}", "cpu", f"1. server CPU per msg (µs), {cpu_label}"))
@@ -401,7 +401,7 @@ def measure_once(probe, spec, scratch, tls_files, rep, results, broken):
         note(results, f"- {spec.title}: {raw['errors']} session(s) failed in {probe.name} run {rep + 1}, "
                       f"first: {raw['first_error']} (further failures only in --json)")
     for key, value in values.items():
-        results.samples.setdefault(key, {})[spec.name] = results.samples.get(key, {}).get(spec.name, []) + [value]
+        results.samples.setdefault(key, {}).setdefault(spec.name, []).append(value)
         results.marks.setdefault((key, spec.name), set()).update(run_marks(raw))
     results.runs.append({"probe": probe.name, "server": spec.name, "rep": rep + 1,
                          "values": values, **raw})

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from emulator.testing.harness import TWISTD, free_port, wait_for_banner
-from smtpload import run_async  # uvloop when installed (make bench installs it)
+from smtpload import burst, run_async  # run_async: uvloop when installed (make bench installs it)
 
 BURST_WINDOW = 1.0  # seconds: issue 19's target for 1,000 clients at once
 # The listen backlog of the soak's listener.  Twisted's default (50) drops
@@ -134,27 +134,6 @@ async def run_sessions(port: int, numbers: range, clients: int, messages: int, s
         errors.append(f"the load did not finish within --timeout ({left} sessions never started)")
 
 
-async def burst(port: int, count: int, cap: float = 10.0) -> list[float | None]:
-    """count clients connect at once; seconds until each read its banner (None: none within cap)."""
-    started = time.perf_counter()
-    writers = []
-
-    async def one() -> float | None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writers.append(writer)
-        line = await reader.readline()
-        return time.perf_counter() - started if line.startswith(b"220") else None
-
-    tasks = [asyncio.ensure_future(one()) for _ in range(count)]
-    done, pending = await asyncio.wait(tasks, timeout=cap)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    for writer in writers:
-        writer.transport.abort()
-    return [t.result() if t in done and not t.exception() else None for t in tasks]
-
-
 class Consumer:
     """Checks and deletes delivered messages while the load runs (as a mail
     client would) and empties the transcript files, so a long soak's disk
@@ -189,7 +168,7 @@ class Consumer:
 
 async def soak(args, port: int, pid: int, state: Path) -> dict:
     results: dict = {"accepted": [], "errors": []}
-    arrivals = await burst(port, args.burst) if args.burst else []
+    arrivals = await burst(port, args.burst, 10.0) if args.burst else []
     results["burst"] = arrivals
     consumer = Consumer(state)
     sweeper = asyncio.create_task(consumer.run()) if args.consume else None

@@ -210,7 +210,8 @@ def test_two_stores_in_one_process_write_two_files(tmp_path):
 
 def test_a_failed_append_is_cut_back_off_the_file(tmp_path, monkeypatch):
     """A write that fails half-way (a full disk) raises, and leaves the file
-    as it was: no torn record; the next session appends cleanly."""
+    as it was: no torn record; the next session appends cleanly.  The
+    session that could not be written stays whole in memory."""
     store = TranscriptStore(tmp_path)
     store.finish(session(1))
     real = os.writev
@@ -220,9 +221,11 @@ def test_a_failed_append_is_cut_back_off_the_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(files.os, "writev", half_then_full)
+    unwritten = session(2)
     with pytest.raises(OSError, match="No space left"):
-        store.finish(session(2))
+        store.finish(unwritten)
     monkeypatch.undo()
+    assert store.get("s000002") is unwritten
     store.finish(session(3))
     sessions, notes = read_sessions(open(store.path, encoding="latin-1").read())
     assert [t.session_id for t in sessions] == ["s000001", "s000003"] and notes == []

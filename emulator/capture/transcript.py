@@ -3,12 +3,12 @@ Transcripts: every byte of a connection, in both directions, exactly as read
 and written, segment by segment, with times and events between them.
 
 Two forms:
- - JSON lines: a header object, then one object per record: C{{"t": seconds since the session
-   began, "dir": "c" (from the client) or "s" (from the server), "tls": bool,
-   "data": the bytes as a Latin-1 string}} or C{{"t", "event", ...fields}}.
-   Latin-1 maps each byte to one character, so the bytes come back exactly.
-   A store writes each run's sessions one after another into one file,
-   each when it ends (L{TranscriptStore}).
+ - JSON lines: a header object, then one object per record: C{{"t":
+   seconds since the session began, "dir": "c" (from the client) or "s"
+   (from the server), "tls": bool, "data": the bytes as a Latin-1 string}}
+   or C{{"t", "event", ...fields}}.  Latin-1 maps each byte to one
+   character, so the bytes come back exactly.  A store appends each run's
+   sessions to one file, each when it ends (L{TranscriptStore}).
  - the human form, in the arrows swaks users read: C{->} sent by the client,
    C{<-} sent by the server, C{~>}/C{<~} the same inside TLS, C{===} events.
    CRLF line ends are implied; other control bytes are escaped (C{\\r},
@@ -374,7 +374,8 @@ class TranscriptStore:
 
     def finish(self, transcript: Transcript) -> None:
         """Keep C{transcript} and append it to the run's file; raises
-        C{OSError} if it could not be written (the file stays whole)."""
+        C{OSError} if it could not be written (the file stays whole, and
+        the memory keeps the whole transcript, its only copy then)."""
         self.open.pop(transcript.session_id, None)
         if not self.folder:
             self.recent.append(transcript, held_bytes(transcript))
@@ -385,6 +386,7 @@ class TranscriptStore:
         try:
             write_all(fd, pieces)
         except OSError:
+            self.recent.append(transcript, held_bytes(transcript))
             try:
                 os.ftruncate(fd, offset)
             except OSError:

@@ -161,11 +161,18 @@ def get_transcript(control: Control, request, id: str):
 
 
 def list_messages(control: Control, request):
-    return [captured.envelope() for captured in control.messages()]
+    envelopes = []
+    for captured in control.messages():
+        try:
+            envelopes.append(captured.envelope())
+        except (OSError, LookupError):  # its envelope log was emptied since: no longer listed
+            pass
+    return envelopes
 
 
 def get_message(control: Control, request, name: str):
-    return _found(control.message(name), "message", name).envelope()
+    captured = _found(control.message(name), "message", name)
+    return _from_disk(captured.envelope)
 
 
 def get_raw(control: Control, request, name: str):
