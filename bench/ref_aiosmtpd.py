@@ -1,11 +1,14 @@
-"""Reference server for the benchmark: an aiosmtpd server that discards mail.
+"""Reference server for the benchmark: an aiosmtpd server that discards
+mail, or with --maildir stores it through aiosmtpd's own Mailbox handler.
 
-Usage: python bench/ref_aiosmtpd.py --port 0 [--tls-cert FILE --tls-key FILE]
+Usage: python bench/ref_aiosmtpd.py --port 0 [--maildir DIR] [--tls-cert FILE --tls-key FILE]
 
 Listens on 127.0.0.1 only and prints exactly one line, ``PORT <n>``, once the
 socket is listening (so ``--port 0`` needs no port-picking race in the
 driver).  Its banner names it: ``220 ref-aiosmtpd ...``.  STARTTLS is
-advertised only when a certificate is given.
+advertised only when a certificate is given.  With --maildir, every message
+goes through ``aiosmtpd.handlers.Mailbox`` (the standard library's
+``mailbox.Maildir``) before the server confirms it.
 """
 
 import argparse
@@ -13,6 +16,7 @@ import asyncio
 import logging
 import ssl
 
+from aiosmtpd.handlers import Mailbox
 from aiosmtpd.smtp import SMTP
 
 # An explicit name keeps aiosmtpd from calling socket.getfqdn(), which can
@@ -33,10 +37,10 @@ def tls_context(cert_file, key_file):
     return context
 
 
-async def serve(port, context):
+async def serve(port, context, handler):
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(DiscardHandler(), hostname=HOSTNAME, tls_context=context),
+        lambda: SMTP(handler, hostname=HOSTNAME, tls_context=context),
         host="127.0.0.1",
         port=port,
     )
@@ -47,6 +51,7 @@ async def serve(port, context):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--maildir", help="store every message here (aiosmtpd.handlers.Mailbox)")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     args = parser.parse_args()
@@ -54,7 +59,8 @@ def main():
     # warnings (e.g. a client dropping the connection) are expected under load.
     logging.disable(logging.WARNING)
     context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    asyncio.run(serve(args.port, context))
+    handler = Mailbox(args.maildir) if args.maildir else DiscardHandler()
+    asyncio.run(serve(args.port, context, handler))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
-"""Reference server for the benchmark: a twisted.mail ESMTP server that discards mail.
+"""Reference server for the benchmark: a twisted.mail ESMTP server that
+discards mail, or with --maildir stores each message in a Maildir before its 250.
 
-Usage: python bench/ref_twisted.py --port 0 [--tls-cert FILE --tls-key FILE]
+Usage: python bench/ref_twisted.py --port 0 [--maildir DIR] [--tls-cert FILE --tls-key FILE]
 
 Listens on 127.0.0.1 only and prints exactly one line, ``PORT <n>``, once the
 socket is listening.  Its banner names it: ``220 ref-twisted ... ESMTP``.
-STARTTLS is advertised only when a certificate is given.
+STARTTLS is advertised only when a certificate is given.  With --maildir it
+does the same work as the emulator with --maildir: every message goes through
+the standard library's ``mailbox.Maildir`` (written to tmp/, renamed into
+new/) before the server confirms it.
 """
 
 import argparse
+import mailbox
 
 from twisted.internet import defer, protocol, reactor, ssl
 from twisted.mail import smtp
@@ -30,9 +35,33 @@ class DiscardMessage:
         pass
 
 
+@implementer(smtp.IMessage)
+class MaildirMessage:
+    """Collects the message's lines; stores it whole before the 250."""
+
+    def __init__(self, box):
+        self.box = box
+        self.lines = []
+
+    def lineReceived(self, line):
+        self.lines.append(line)
+
+    def eomReceived(self):
+        self.lines.append(b"")
+        self.box.add(b"\n".join(self.lines))
+        return defer.succeed(None)
+
+    def connectionLost(self):
+        self.lines = []
+
+
 @implementer(smtp.IMessageDelivery)
 class DiscardDelivery:
-    """Accepts every sender and recipient; each message goes nowhere."""
+    """Accepts every sender and recipient; each message goes nowhere, or
+    into C{box} (a C{mailbox.Maildir}) when one is given."""
+
+    def __init__(self, box=None):
+        self.box = box
 
     def receivedHeader(self, helo, origin, recipients):
         # None: no Received: header is built, as nothing is stored anyway.
@@ -42,7 +71,9 @@ class DiscardDelivery:
         return origin
 
     def validateTo(self, user):
-        return DiscardMessage
+        if self.box is None:
+            return DiscardMessage
+        return lambda: MaildirMessage(self.box)
 
 
 class BenchESMTP(smtp.ESMTP):
@@ -59,13 +90,14 @@ class BenchESMTP(smtp.ESMTP):
 
 
 class DiscardFactory(protocol.ServerFactory):
-    def __init__(self, context_factory):
+    def __init__(self, context_factory, box=None):
         self.context_factory = context_factory
+        self.box = box
 
     def buildProtocol(self, addr):
         proto = BenchESMTP(contextFactory=self.context_factory)
         proto.host = HOSTNAME
-        proto.delivery = DiscardDelivery()
+        proto.delivery = DiscardDelivery(self.box)
         proto.factory = self
         return proto
 
@@ -78,11 +110,13 @@ def context_factory(cert_file, key_file):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--maildir", help="store every message here (stdlib mailbox.Maildir)")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     args = parser.parse_args()
     tls = context_factory(args.tls_cert, args.tls_key) if args.tls_cert else None
-    port = reactor.listenTCP(args.port, DiscardFactory(tls), interface="127.0.0.1")
+    box = mailbox.Maildir(args.maildir, factory=None, create=True) if args.maildir else None
+    port = reactor.listenTCP(args.port, DiscardFactory(tls, box), interface="127.0.0.1")
     print(f"PORT {port.getHost().port}", flush=True)
     reactor.run()
 

@@ -6,9 +6,10 @@ and stops it.  Repetitions are interleaved (rep 1 of every server, then rep 2,
 ...) so slow drift on the machine hits all servers alike.  Prints a Markdown
 table on stdout (progress goes to stderr); --json saves the raw numbers.
 
-    python bench/run.py                    # full run, a few minutes
-    python bench/run.py --quick            # ~30 s smoke run
+    python bench/run.py                    # full run, a quarter of an hour
+    python bench/run.py --quick            # short run, a few minutes
     python bench/run.py --only references --figures cpu,latency --json out.json
+    python bench/run.py --quick --compare /path/to/other/checkout   # before/after
 """
 
 import argparse
@@ -32,15 +33,22 @@ from typing import Callable
 import trustme
 
 import smtpload
-from servers import (HOST, REPO_ROOT, SERVER_NAMES, SERVERS, ServerStartError, cpu_seconds,
-                     listen_overflows, machine_busy_seconds, rss_kib, running)
+from servers import (COMPARED, EMULATOR, EQUAL_WORK, HOST, REPO_ROOT, SERVER_NAMES, SERVERS, ServerStartError,
+                     cpu_seconds, emulator_from, listen_overflows, machine_busy_seconds, peak_rss_kib,
+                     rss_kib, running)
 from smtpload import Budget, SmtpError, run_async
 
 KIB = 1024
 SMALL_BODY = 1 * KIB
-SERVER_GROUPS = {"references": ("twisted", "aiosmtpd")}
-RATIO_REFERENCES = ("twisted", "aiosmtpd")
-FIGURES = ("cpu", "rate", "latency", "startup", "memory", "tls")
+SERVER_GROUPS = {
+    "equal-work": EQUAL_WORK,
+    "discarding": ("twisted", "aiosmtpd"),
+    "references": (*EQUAL_WORK, "twisted", "aiosmtpd"),
+}
+FIGURES = ("cpu", "rate", "latency", "connect", "startup", "memory", "tls", "burst", "rss")
+# Clients of the burst figure, and the window their banners are counted in
+# (issue 19: 1,000 clients connecting at once all get a banner within 1 s).
+BURST_WINDOW = 1.0
 # Pause before reading server CPU or RSS once the client is done, so the
 # server has finished tearing down (or setting up) the last connections.
 SETTLE = 0.2
@@ -66,12 +74,22 @@ class Settings:
     tls_sessions: int
     tls_seconds: float
     startup_spawns: int
+    burst_clients: int
+    burst_seconds: float  # how long the burst waits for its last banner
+    loads: tuple = ()  # names of the loads of figures 1, 2 and 9 to run; () = all
 
 
 FULL = Settings(reps=3, messages=2000, load_seconds=4.0, latency_cycles=2000,
-                idle_connections=1000, tls_sessions=8, tls_seconds=3.0, startup_spawns=5)
+                idle_connections=1000, tls_sessions=8, tls_seconds=3.0, startup_spawns=5,
+                burst_clients=1000, burst_seconds=5.0)
 QUICK = Settings(reps=1, messages=200, load_seconds=1.0, latency_cycles=200,
-                 idle_connections=200, tls_sessions=8, tls_seconds=1.0, startup_spawns=3)
+                 idle_connections=200, tls_sessions=8, tls_seconds=1.0, startup_spawns=3,
+                 burst_clients=1000, burst_seconds=3.0)
+# Every code path once with the smallest loads (the test suite's smoke run):
+# its numbers mean nothing.
+SMOKE = Settings(reps=1, messages=20, load_seconds=0.2, latency_cycles=10,
+                 idle_connections=10, tls_sessions=2, tls_seconds=0.2, startup_spawns=1,
+                 burst_clients=20, burst_seconds=2.0, loads=("1x1", "20x100"))
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,55 @@ def latency_probe(cycles, seconds):
     return run
 
 
+def connect_probe(count, seconds):
+    def run(server):
+        latencies, times = run_async(measured(
+            server.pid, lambda: smtpload.connect_latencies(server.port, count, seconds)))
+        return {"connect.p50": statistics.median(latencies)}, {"connections": len(latencies), **times}
+
+    return run
+
+
+def burst_probe(count, seconds):
+    def run(server):
+        arrivals, times = run_async(measured(server.pid, lambda: smtpload.burst(server.port, count, seconds)))
+        got = sorted(t for t in arrivals if t is not None)
+        values = {"burst.within": sum(t <= BURST_WINDOW for t in got)}
+        if len(got) == count:
+            values["burst.last"] = got[-1]
+        return values, {"banners": len(got), "errors": count - len(got), **times}
+
+    return run
+
+
+def rss_probe(settings):
+    """RSS after start, then after every load of figures 1 and 2 in turn
+    against the same server (issue 19: at most 1.5× the first)."""
+    async def every_load(port):
+        tally = smtpload.Tally()
+        for name, sessions, per_session, body, messages, *_ in load_table(settings):
+            done = await smtpload.send_messages(port, sessions, per_session, smtpload.make_message(body),
+                                                Budget(messages, settings.load_seconds), settings.load_seconds)
+            tally.done += done.done
+            tally.sessions += done.sessions
+            tally.errors += done.errors
+            tally.first_error = tally.first_error or done.first_error
+        return tally
+
+    def run(server):
+        run_async(smtpload.ehlo_reply(server.port))
+        time.sleep(SETTLE)
+        start = rss_kib(server.pid)
+        tally, times = run_async(measured(server.pid, lambda: every_load(server.port)))
+        after, peak = rss_kib(server.pid), peak_rss_kib(server.pid)
+        values = {"rss.start": start / KIB, "rss.after": after / KIB, "rss.peak": peak / KIB,
+                  "rss.growth": after / start}
+        return values, {**asdict(tally), **times, "rss_start_kib": start, "rss_after_kib": after,
+                        "rss_peak_kib": peak}
+
+    return run
+
+
 async def idle_rss(server, count):
     # One full session first: the first connection pays for lazy imports and
     # buffers that a server allocates once, not per connection.
@@ -200,14 +267,18 @@ def startup_probe(server):
     return {"startup.ms": server.startup_s * 1e3}, {}
 
 
-def load_probes(settings):
-    n, cap = settings.messages, settings.load_seconds
-    # (name, sessions, msgs per session, body, message budget, CPU row label,
-    # rate row label).  Sessions reconnect until the budget or the time cap is
-    # spent.  The CPU loads send about n messages (fewer for big bodies, to
-    # stay within the cap); the rate loads rely on the cap.
-    loads = (
-        ("1x1", 1, 1, SMALL_BODY, 4 * n, None, "1 session × 1 msg"),
+def load_table(settings):
+    """(name, sessions, msgs per session, body, message budget, CPU row label,
+    rate row label).  Sessions reconnect until the budget or the time cap is
+    spent.  The CPU loads send about n messages (fewer for big bodies, to
+    stay within the cap); the rate loads rely on the cap."""
+    n = settings.messages
+    return tuple(load for load in _loads(n) if not settings.loads or load[0] in settings.loads)
+
+
+def _loads(n):
+    return (
+        ("1x1", 1, 1, SMALL_BODY, 4 * n, "1 session × 1 msg, 1 KiB", "1 session × 1 msg"),
         ("1x100", 1, 100, SMALL_BODY, 4 * n, None, "1 session × 100 msgs"),
         ("20x1", 20, 1, SMALL_BODY, n, "20 sessions × 1 msg, 1 KiB", "20 sessions × 1 msg"),
         ("20x100", 20, 100, SMALL_BODY, n, "20 sessions × 100 msgs, 1 KiB", "20 sessions × 100 msgs"),
@@ -215,9 +286,13 @@ def load_probes(settings):
         ("200x100", 200, 100, SMALL_BODY, 10 * n, None, "200 sessions × 100 msgs"),
         ("10k", 4, 100, 10 * KIB, n // 4, "4 sessions, 10 KiB body", None),
         ("100k", 4, 100, 100 * KIB, n // 20, "4 sessions, 100 KiB body", None),
-        ("1m", 4, 100, 1024 * KIB, n // 100, "4 sessions, 1 MiB body", None),
+        ("1m", 4, 100, 1024 * KIB, max(2, n // 100), "4 sessions, 1 MiB body", None),
     )
-    for name, sessions, per_session, body, messages, cpu_label, rate_label in loads:
+
+
+def load_probes(settings):
+    cap = settings.load_seconds
+    for name, sessions, per_session, body, messages, cpu_label, rate_label in load_table(settings):
         rows = []
         if cpu_label:
             rows.append(Row(f"cpu.{name}", "cpu", f"1. server CPU per msg (µs), {cpu_label}"))
@@ -234,15 +309,28 @@ def all_probes(settings, client_tls):
                             Row("latency.p99", "latency", "3. command latency p99 (µs)")),
                 latency_probe(settings.latency_cycles, settings.load_seconds), settings.reps,
                 colocate=True)
-    yield Probe("startup", (Row("startup.ms", "startup", "4. spawn → 220 banner (ms)"),),
+    yield Probe("connect", (Row("connect.p50", "connect", "4. connect → 220 banner p50 (µs), one client"),),
+                connect_probe(settings.latency_cycles, settings.load_seconds), settings.reps, colocate=True)
+    yield Probe("startup", (Row("startup.ms", "startup", "5. spawn → 220 banner (ms)"),),
                 startup_probe, settings.startup_spawns)
     yield Probe("memory", (Row("memory.idle", "memory",
-                               f"5. RSS per idle connection (KiB), {settings.idle_connections} conns"),),
+                               f"6. RSS per idle connection (KiB), {settings.idle_connections} conns"),),
                 idle_memory_probe(settings.idle_connections), settings.reps)
     yield Probe("starttls", (Row("tls.rate", "tls",
-                                 f"6. STARTTLS handshakes/s, {settings.tls_sessions} sessions"),),
+                                 f"7. STARTTLS handshakes/s, {settings.tls_sessions} sessions"),),
                 starttls_probe(client_tls, settings.tls_sessions, settings.tls_seconds),
                 settings.reps, needs_tls=True)
+    clients = f"{settings.burst_clients:,} clients at once"
+    yield Probe("burst", (Row("burst.within", "burst", f"8. banners within {BURST_WINDOW:g} s, {clients}"),
+                          Row("burst.last", "burst", f"8. seconds to the last banner, {clients}")),
+                burst_probe(settings.burst_clients, settings.burst_seconds), settings.reps)
+    # One repetition: the loads take a while, and RSS is the server's own
+    # figure (other load on the machine does not change it).
+    yield Probe("rss", (Row("rss.start", "rss", "9. RSS after start (MiB)"),
+                        Row("rss.after", "rss", "9. RSS after all the loads of 1 and 2 (MiB)"),
+                        Row("rss.peak", "rss", "9. peak RSS (MiB)"),
+                        Row("rss.growth", "rss", "9. RSS after the loads / after start")),
+                rss_probe(settings), 1)
 
 
 # --------------------------------------------------------------------------
@@ -313,7 +401,7 @@ def measure_once(probe, spec, scratch, tls_files, rep, results, broken):
         note(results, f"- {spec.title}: {raw['errors']} session(s) failed in {probe.name} run {rep + 1}, "
                       f"first: {raw['first_error']} (further failures only in --json)")
     for key, value in values.items():
-        results.samples.setdefault(key, {name: [] for name in SERVER_NAMES})[spec.name].append(value)
+        results.samples.setdefault(key, {}).setdefault(spec.name, []).append(value)
         results.marks.setdefault((key, spec.name), set()).update(run_marks(raw))
     results.runs.append({"probe": probe.name, "server": spec.name, "rep": rep + 1,
                          "values": values, **raw})
@@ -342,6 +430,8 @@ def run_all(specs, probes, scratch, tls_files, results):
 
 def fmt(value):
     """About three significant digits; thresholds sit where rounding adds a digit."""
+    if isinstance(value, int):
+        return f"{value:,}"
     if abs(value) >= 99.95:
         return f"{value:,.0f}"
     return f"{value:.1f}" if abs(value) >= 9.995 else f"{value:.2f}"
@@ -357,22 +447,29 @@ def cell(values, marks):
 
 
 def ratio(row_samples, reference):
-    if not row_samples["emulator"] or not row_samples[reference]:
+    # A median of 0 happens where a figure is below the CPU clock's tick.
+    if not row_samples.get("emulator") or not row_samples.get(reference) \
+            or not statistics.median(row_samples[reference]):
         return "n/a"
     return f"{statistics.median(row_samples['emulator']) / statistics.median(row_samples[reference]):.2f}×"
 
 
-def table(rows, results):
-    titles = {spec.name: spec.title for spec in SERVERS}
-    header = ["figure", *titles.values(), *(f"ratio vs {titles[ref]}" for ref in RATIO_REFERENCES)]
+def table(rows, results, specs):
+    """One column per server (the emulator's always, n/a when it did not
+    run), then the emulator's ratio to each other server: the equal-work
+    references first, as they are listed."""
+    shown = [EMULATOR, *(spec for spec in specs if spec.name != EMULATOR.name)]
+    # The --compare checkout's ratio (after / before) comes last.
+    references = sorted(shown[1:], key=lambda spec: spec.name == COMPARED)
+    header = ["figure", *(spec.title for spec in shown), *(f"ratio vs {spec.title}" for spec in references)]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row in rows:
-        row_samples = results.samples.get(row.key, dict.fromkeys(SERVER_NAMES, []))
-        cells = [cell(row_samples[name], results.marks.get((row.key, name), ())) for name in titles]
-        cells += [ratio(row_samples, ref) for ref in RATIO_REFERENCES]
+        row_samples = results.samples.get(row.key, {})
+        cells = [cell(row_samples.get(spec.name), results.marks.get((row.key, spec.name), ())) for spec in shown]
+        cells += [ratio(row_samples, spec.name) for spec in references]
         lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
-    used = set().union(*(results.marks.get((row.key, name), set())
-                         for row in rows for name in SERVER_NAMES))
+    used = set().union(*(results.marks.get((row.key, spec.name), set())
+                         for row in rows for spec in shown))
     lines += [""] + [f"{mark} {text}" for mark, text in MARKS.items() if mark in used]
     return "\n".join(lines)
 
@@ -416,11 +513,17 @@ def print_header(env, settings):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="~30 s smoke run: 1 repetition, small loads")
+    parser.add_argument("--quick", action="store_true", help="short run: 1 repetition, small loads")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every code path once with tiny loads (the test suite's run; numbers mean nothing)")
     parser.add_argument("--reps", type=int, help="repetitions per figure (default 3, 1 with --quick)")
     parser.add_argument("--only", default="all",
-                        help="comma list of servers: emulator, twisted, aiosmtpd, smtp-sink, "
-                             "or 'references' (twisted + aiosmtpd); default all")
+                        help=f"comma list of servers: {', '.join(SERVER_NAMES)}, or a group: "
+                             + "; ".join(f"'{group}' ({' + '.join(names)})" for group, names in SERVER_GROUPS.items())
+                             + "; default all")
+    parser.add_argument("--compare", type=Path, metavar="CHECKOUT",
+                        help="also run the emulator of another checkout (e.g. `git worktree add /tmp/base main`), "
+                             "interleaved with this one; its ratio column is after / before")
     parser.add_argument("--figures", default=",".join(FIGURES),
                         help=f"comma list out of {', '.join(FIGURES)}; default all")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save raw numbers here")
@@ -438,6 +541,11 @@ def parse_args(argv):
     if unknown:
         parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
     args.servers = [spec for spec in SERVERS if spec.name in wanted]
+    if args.compare:
+        if not (args.compare / "emulator" / "__init__.py").is_file():
+            parser.error(f"--compare {args.compare}: not a checkout of the emulator")
+        # Beside the emulator's column, before the references.
+        args.servers.insert(int(EMULATOR in args.servers), emulator_from(args.compare))
     return args
 
 
@@ -456,7 +564,7 @@ def pin_cpus():
 
 
 def raise_fd_limit(needed):
-    # Figure 5 holds ~1,000 sockets open in this process, and in the server,
+    # Figures 6 and 8 hold ~1,000 sockets open in this process, and in the server,
     # which inherits the limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
@@ -471,25 +579,26 @@ def default_scratch() -> Path | None:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def byte_compile():
+def byte_compile(roots):
     """Compile the emulator to bytecode as pip would for an installed
     package, so that no start of it pays for compiling (see Pitfalls)."""
     import compileall
 
-    for folder in ("emulator", "twisted/plugins"):
-        compileall.compile_dir(REPO_ROOT / folder, quiet=1)
+    for root in roots:
+        for folder in ("emulator", "twisted/plugins"):
+            compileall.compile_dir(root / folder, quiet=1)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    settings = QUICK if args.quick else FULL
+    settings = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.reps:
         settings = Settings(**{**asdict(settings), "reps": args.reps})
     pin_cpus()
-    byte_compile()
+    byte_compile({REPO_ROOT, *(spec.root for spec in args.servers)})
     env = environment()
     print_header(env, settings)
-    raise_fd_limit(settings.idle_connections + 256)
+    raise_fd_limit(max(settings.idle_connections, settings.burst_clients) + 256)
     results = Results()
     print(f"- emulator Maildir and transcripts under {args.scratch}")
     with tempfile.TemporaryDirectory(prefix="smtp-bench-", dir=args.scratch) as scratch:
@@ -501,7 +610,7 @@ def main(argv=None):
     rows = sorted((row for probe in probes for row in probe.rows if row.figure in args.figures),
                   key=lambda row: FIGURES.index(row.figure))
     print()
-    print(table(rows, results))
+    print(table(rows, results, args.servers))
     if args.json:
         args.json.write_text(json.dumps({
             "environment": env, "settings": asdict(settings), "notes": results.notes,

@@ -42,10 +42,17 @@ class ServerSpec:
     argv: Callable[[int, Path], list]  # (port, scratch dir) -> command line
     announces_port: bool  # started with port 0, prints "PORT <n>" when listening
     tls_args: Optional[Callable[[Path, Path], list]]  # (cert, key) -> extra args
+    root: Path = REPO_ROOT  # the checkout it runs from (--compare runs another one)
 
 
-def reference_argv(script):
-    return lambda port, scratch: [sys.executable, str(BENCH_DIR / script), "--port", str(port)]
+def reference_argv(script, stores=False):
+    """A reference script; with stores, each message goes to a Maildir in
+    the run's scratch folder before the 250 (the emulator's work)."""
+    def argv(port, scratch):
+        maildir = ["--maildir", str(scratch / "maildir")] if stores else []
+        return [sys.executable, str(BENCH_DIR / script), "--port", str(port), *maildir]
+
+    return argv
 
 
 def cert_args(cert, key):
@@ -71,13 +78,30 @@ def smtp_sink_argv(port, scratch):
     return [shutil.which("smtp-sink"), *user, "-c", f"{HOST}:{port}", "1000"]
 
 
+EMULATOR = ServerSpec("emulator", "emulator", emulator_argv, False, cert_args)
+# The equal-work references come first: they store every message in a
+# Maildir before confirming it, as the emulator does (issue 19's yardstick).
+# The discarding ones and smtp-sink show what the storing costs.
 SERVERS = (
-    ServerSpec("emulator", "emulator", emulator_argv, False, cert_args),
+    EMULATOR,
+    ServerSpec("twisted-maildir", "Twisted + Maildir", reference_argv("ref_twisted.py", True), True, cert_args),
+    ServerSpec("aiosmtpd-mailbox", "aiosmtpd + Mailbox", reference_argv("ref_aiosmtpd.py", True), True,
+               cert_args),
     ServerSpec("twisted", "Twisted ESMTP", reference_argv("ref_twisted.py"), True, cert_args),
     ServerSpec("aiosmtpd", "aiosmtpd", reference_argv("ref_aiosmtpd.py"), True, cert_args),
     ServerSpec("smtp-sink", "smtp-sink", smtp_sink_argv, False, None),
 )
 SERVER_NAMES = tuple(spec.name for spec in SERVERS)
+EQUAL_WORK = ("twisted-maildir", "aiosmtpd-mailbox")
+
+
+COMPARED = "emulator-base"
+
+
+def emulator_from(root):
+    """The emulator of another checkout (for before/after in one run)."""
+    root = Path(root).resolve()
+    return ServerSpec(COMPARED, f"emulator at {root.name}", emulator_argv, False, cert_args, root)
 
 
 class ServerStartError(Exception):
@@ -91,10 +115,10 @@ class Server:
     startup_s: float  # spawn -> 220 banner read
 
 
-def server_env():
+def server_env(root=REPO_ROOT):
     # The emulator's twistd plugin is found through sys.path.
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     return env
 
 
@@ -159,7 +183,7 @@ def running(spec, scratch_root, tls_files=None, cpus=None):
         # every connection) would block on a pipe nobody drains.
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=server_env())
+                                stderr=subprocess.STDOUT, cwd=spec.root, env=server_env(spec.root))
     try:
         if cpus:
             os.sched_setaffinity(proc.pid, cpus)
@@ -178,9 +202,14 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """Resident set size of a process (or another /proc/<pid>/status field in KiB)."""
     with open(f"/proc/{pid}/status") as status:
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", status.read(), re.M).group(1))
+        return int(re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.M).group(1))
+
+
+def peak_rss_kib(pid):
+    return rss_kib(pid, "VmHWM")
 
 
 def machine_busy_seconds():

@@ -196,6 +196,53 @@ async def command_latencies(port, cycles, seconds):
     return latencies
 
 
+async def connect_latencies(port, count, seconds):
+    """Microseconds from starting to connect to having read the 220 banner,
+    one connection at a time; each session then ends with QUIT and waits
+    for the server to close, so the next connect finds it idle."""
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    for attempt in range(LATENCY_WARMUP + count):
+        started = time.perf_counter_ns()
+        reader, writer = await asyncio.open_connection(HOST, port)
+        session = Session(reader, writer)
+        try:
+            await session.expect(b"2")
+            if attempt >= LATENCY_WARMUP:
+                latencies.append((time.perf_counter_ns() - started) / 1e3)
+            await session.command(QUIT)
+            await reader.read()  # the server's close
+        finally:
+            session.close()
+        if time.perf_counter() >= deadline:
+            break
+    return latencies
+
+
+async def burst(port, count, time_cap):
+    """count clients connect at the same moment, with no gate (unlike every
+    other load here); returns the seconds each took to read its banner, or
+    None where none came within time_cap.  The connections stay open until
+    every banner is in or the cap has passed, as clients of a burst would."""
+    started = time.perf_counter()
+    writers = []
+
+    async def one():
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writers.append(writer)
+        line = await reader.readline()
+        return time.perf_counter() - started if line.startswith(b"220") else None
+
+    tasks = [asyncio.ensure_future(one()) for _ in range(count)]
+    done, pending = await asyncio.wait(tasks, timeout=time_cap)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for writer in writers:
+        writer.transport.abort()
+    return [task.result() if task in done and not task.exception() else None for task in tasks]
+
+
 async def ehlo_reply(port):
     """One complete short session; returns the EHLO reply."""
     session = await Session.open(port, asyncio.Semaphore(1))

@@ -176,25 +176,35 @@ def _listing_line(transcript) -> str:
 
 
 def _follow(args, transcripts) -> int:
-    """Print each session as its file appears in the folder (a server
-    writes a session's file when the session ends), for C{--seconds} or
-    until interrupted."""
+    """Print each session a running server writes to the folder from now on
+    (it appends each session whole, as it ends, to its run's file; a new
+    run starts a new file), for C{--seconds} or until interrupted."""
     import time
 
     if len(args.paths) != 1 or not Path(args.paths[0]).is_dir():
         raise CommandError("--follow takes one folder (a server's --transcripts)")
     folder = Path(args.paths[0])
-    seen = set(folder.glob("*.jsonl")) if not args.full and not args.list else set()
+    read = {path: path.stat().st_size for path in folder.glob("*.jsonl")}  # what was there before: not shown
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     if not args.full:
         print(_LISTING_HEAD, flush=True)
     try:
         while deadline is None or time.monotonic() < deadline:
-            for path in sorted(set(folder.glob("*.jsonl")) - seen):
-                seen.add(path)
+            for path in sorted(folder.glob("*.jsonl")):
                 try:
-                    found, _ = transcripts.read_sessions(path.read_text(encoding="latin-1"))
-                except (OSError, transcripts.TranscriptError) as e:
+                    with path.open("rb") as file:
+                        file.seek(read.get(path, 0))
+                        new = file.read()
+                except OSError as e:
+                    print(f"emulator transcript: {path}: {e.strerror or e}", file=sys.stderr)
+                    continue
+                whole = new[:new.rfind(b"\n") + 1]  # a session still being written waits for its line end
+                if not whole:
+                    continue
+                read[path] = read.get(path, 0) + len(whole)
+                try:
+                    found, _ = transcripts.read_sessions(whole.decode("latin-1"))
+                except transcripts.TranscriptError as e:
                     print(f"emulator transcript: {path}: {e}", file=sys.stderr)
                     continue
                 for transcript in found:

@@ -124,20 +124,23 @@ def test_a_missing_path_is_one_line(tmp_path):
     assert err == f"emulator transcript: {tmp_path / 'nope.jsonl'}: no such file or folder\n"
 
 
-def test_follow_prints_sessions_as_their_files_appear(tmp_path):
-    """--follow lists each session a running server writes, as it appears, and stops after --seconds."""
+def test_follow_prints_sessions_as_they_are_appended(tmp_path):
+    """--follow lists each session a running server appends to its run's file from now on (not those
+    already there), and those of a new run's file, as they appear; it stops after --seconds."""
     folder = tmp_path / "t"
     folder.mkdir()
-    (folder / "old.jsonl").write_text(session("old"))
+    run = folder / "20261123T100000Z-100.jsonl"
+    run.write_text(session("old"))
     proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", "transcript", str(folder), "--follow",
                              "--seconds", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         head = proc.stdout.readline()
         assert head.startswith("started (UTC)")
-        (folder / ".tmp-new").write_text(session("20261123T100000-000009"))
-        (folder / ".tmp-new").rename(folder / "20261123T100000-000009.jsonl")  # as the store writes: atomically
-        line = proc.stdout.readline()
-        assert line.split()[2] == "20261123T100000-000009"
+        with run.open("a") as file:  # as the store appends: one whole session at a time
+            file.write(session("20261123T100000-000009"))
+        assert proc.stdout.readline().split()[2] == "20261123T100000-000009"
+        (folder / "20261123T110000Z-200.jsonl").write_text(session("20261123T110000-000001"))
+        assert proc.stdout.readline().split()[2] == "20261123T110000-000001"
     finally:
         proc.kill()
         proc.communicate(timeout=30)

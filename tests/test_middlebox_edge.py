@@ -16,7 +16,7 @@ from emulator.capture.maildir import MessageStore
 from emulator.host.protocol import EventLog
 from emulator.host import tap
 from emulator.host.tap import Options
-from emulator.capture.transcript import Transcript, TranscriptStore
+from emulator.capture.transcript import Transcript, TranscriptStore, read_sessions
 
 
 def connect(tmp_path, profile="ims55sp4", box="pix-mailguard"):
@@ -43,7 +43,8 @@ def test_listener_of_an_emulation_with_a_middlebox_serves_it(tmp_path):
 
 def test_a_session_stores_the_message_and_writes_both_transcripts(tmp_path):
     """A HELO session through the PIX delivers into the Maildir; on close the
-    middlebox transcript (both legs) and the server's own are on disk, linked."""
+    middlebox transcript (both legs) and the server's own are on disk (in the
+    run's file), linked."""
     clock, emulation, proto, transport = connect(tmp_path)
     proto.dataReceived(b"EHLO c\r\n")
     proto.dataReceived(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
@@ -55,7 +56,8 @@ def test_a_session_stores_the_message_and_writes_both_transcripts(tmp_path):
     proto.connectionLost(None)
     (stored,) = (tmp_path / "maildir" / "new").iterdir()
     assert stored.read_bytes() == b"hi\r\n"
-    files = {p.stem: Transcript.from_jsonl(p.read_text()) for p in (tmp_path / "transcripts").glob("*.jsonl")}
+    files = {t.session_id: t for p in (tmp_path / "transcripts").glob("*.jsonl")
+             for t in read_sessions(p.read_text())[0]}
     (mb,) = [t for t in files.values() if t.middlebox]
     assert mb.middlebox == "pix-mailguard" and mb.upstream in files
     assert [r.data for r in mb.records if r.leg and r.dir == "c"][0] == b"XXXX c\r\n"

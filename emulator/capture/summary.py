@@ -26,7 +26,21 @@ def summarize(transcript: Transcript, *, open: bool = False, upstream: Transcrip
     C{open}: the session is still going on (its store says so), which a
     transcript alone cannot tell before its C{closed} event.  C{upstream}:
     for a middlebox's session, the emulated server's session behind it,
-    which holds the messages accepted."""
+    which holds the messages accepted.
+
+    A finished session kept on disk (L{emulator.capture.transcript.StoredTranscript})
+    is read back once for its summary, which it then keeps: listing the
+    sessions (the console does four times a second) reads no file."""
+    cached = getattr(transcript, "summary", None)
+    if type(cached) is dict:
+        return dict(cached)
+    summary = _summarize(transcript, open, upstream)
+    if hasattr(transcript, "summary") and not open:
+        transcript.summary = dict(summary)
+    return summary
+
+
+def _summarize(transcript: Transcript, open: bool, upstream: Transcript | None) -> dict:
     events = [r for r in transcript.records if r.dir == "event"]
     tls = next((r.fields for r in reversed(events) if r.event == "tls_established"), None)
     auth = next((r.fields for r in reversed(events) if r.event == "auth"), None)

@@ -3,11 +3,12 @@ Transcripts: every byte of a connection, in both directions, exactly as read
 and written, segment by segment, with times and events between them.
 
 Two forms:
- - JSON lines (one file per session in the transcripts folder): a header
-   object, then one object per record: C{{"t": seconds since the session
-   began, "dir": "c" (from the client) or "s" (from the server), "tls": bool,
-   "data": the bytes as a Latin-1 string}} or C{{"t", "event", ...fields}}.
-   Latin-1 maps each byte to one character, so the bytes come back exactly.
+ - JSON lines: a header object, then one object per record: C{{"t":
+   seconds since the session began, "dir": "c" (from the client) or "s"
+   (from the server), "tls": bool, "data": the bytes as a Latin-1 string}}
+   or C{{"t", "event", ...fields}}.  Latin-1 maps each byte to one
+   character, so the bytes come back exactly.  A store appends each run's
+   sessions to one file, each when it ends (L{TranscriptStore}).
  - the human form, in the arrows swaks users read: C{->} sent by the client,
    C{<-} sent by the server, C{~>}/C{<~} the same inside TLS, C{===} events.
    CRLF line ends are implied; other control bytes are escaped (C{\\r},
@@ -24,12 +25,15 @@ upstream (the emulated server's session id, or the upstream endpoint).
 from __future__ import annotations
 
 import json
+import os
+import time
+import weakref
 from json.encoder import encode_basestring_ascii as _json_string
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emulator.capture.files import write_atomically
+from emulator.capture.budget import DEFAULT_BUDGET, Kept
+from emulator.capture.files import write_all
 
 _ARROWS = {("c", False): "->", ("s", False): "<-", ("c", True): "~>", ("s", True): "<~"}
 _SERVER_LEG_ARROWS = {"c": "=>", "s": "<="}
@@ -84,6 +88,15 @@ class Transcript:
 
     def events(self, name: str | None = None) -> list[Record]:
         return [r for r in self.records if r.dir == "event" and (name is None or r.event == name)]
+
+    @property
+    def record_count(self) -> int:
+        return len(self.records)
+
+    @property
+    def message_count(self) -> int:
+        """Messages accepted in the session."""
+        return len(self.events("message_accepted"))
 
     def human(self) -> str:
         """The arrow form, without times (what golden files hold)."""
@@ -216,34 +229,147 @@ def escape(data: bytes) -> str:
     return "".join(_PRINTABLE.get(b) or _ESCAPES.get(b) or f"\\x{b:02x}" for b in data)
 
 
-class TranscriptStore:
-    """Keeps the latest sessions in memory and writes each finished one to
-    C{folder/<session>.jsonl} (atomically: a reader never sees half a file)."""
+# Estimated bytes a kept transcript holds besides its data bytes (per
+# record, and per session), and a kept summary of one on disk; measured
+# with tracemalloc (tests/test_budget.py checks the estimates).
+_RECORD_OVERHEAD = 220
+_SESSION_OVERHEAD = 512
+_SUMMARY_OVERHEAD = 350
 
-    def __init__(self, folder: Path | None = None, keep: int = 1000):
+
+def held_bytes(transcript: Transcript) -> int:
+    """About how many bytes C{transcript} holds in memory."""
+    records = transcript.records
+    return sum(len(r.data) for r in records) + _RECORD_OVERHEAD * len(records) + _SESSION_OVERHEAD
+
+
+class StoredTranscript:
+    """A finished session whose records are in a run's file: its header
+    fields and counts stay in memory; everything else (C{records},
+    C{human()}, C{events()} ...) is read back from the file each time it is
+    asked for, and raises C{LookupError} if the file no longer holds it."""
+
+    __slots__ = ("session_id", "profile", "peer", "started", "listener", "middlebox", "upstream", "seed",
+                 "record_count", "message_count", "path", "offset", "length", "summary")
+
+    def __init__(self, transcript: Transcript, path: str, offset: int, length: int):
+        self.session_id, self.profile, self.peer = transcript.session_id, transcript.profile, transcript.peer
+        self.started, self.listener, self.seed = transcript.started, transcript.listener, transcript.seed
+        self.middlebox, self.upstream = transcript.middlebox, transcript.upstream
+        self.record_count, self.message_count = len(transcript.records), transcript.message_count
+        self.path, self.offset, self.length = path, offset, length
+        self.summary = None  # its summary (emulator.capture.summary), kept once made: a finished session's is final
+
+    def load(self) -> Transcript:
+        """The whole transcript, read from its file."""
+        with open(self.path, "rb") as file:
+            data = os.pread(file.fileno(), self.length, self.offset)
+        try:
+            transcript = Transcript.from_jsonl(data.decode("latin-1")) if len(data) == self.length else None
+        except ValueError:
+            transcript = None
+        if transcript is None or transcript.session_id != self.session_id:
+            raise LookupError(f"{self.path} no longer holds session {self.session_id} "
+                              f"at byte {self.offset:,}: was the file truncated or replaced?")
+        return transcript
+
+    def __getattr__(self, name: str):
+        # Only for what is not a slot: the records and Transcript's methods.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+    def __repr__(self) -> str:
+        return f"<StoredTranscript {self.session_id} in {self.path} at byte {self.offset:,}>"
+
+
+class TranscriptStore:
+    """Keeps the latest sessions in memory, within C{budget} bytes, and
+    appends each finished one to this run's file in C{folder}.
+
+    The run's file is C{folder/<UTC start time>-<pid>.jsonl}, created with
+    the store; sessions follow one another in it in the order they ended,
+    each written whole by one C{writev} when it ends, so a session that has
+    ended is in the file even if the emulator is killed next.  A write that
+    fails is cut back off the file; should that fail too, later sessions go
+    to a new file, so a torn record can only ever be a file's last line
+    (which readers skip and report, L{read_sessions}).  Appending costs a
+    few microseconds, where a file per session cost 40 (tmpfs) to 340
+    (ext4).
+
+    With a folder, the memory keeps a summary per session
+    (L{StoredTranscript}) and the records are read back when asked for;
+    without one, whole transcripts, as many of the newest as fit.
+
+    @ivar recent: the finished sessions kept, oldest first; its C{dropped}
+        counts those forgotten to stay within the budget.
+    @ivar open: the sessions still running, by session id.
+    @ivar path: this run's file (None without a folder).
+    """
+
+    def __init__(self, folder: Path | None = None, *, budget: int = DEFAULT_BUDGET):
         self.folder = Path(folder) if folder else None
-        self.recent: deque[Transcript] = deque(maxlen=keep)
+        self.recent: Kept[Transcript | StoredTranscript] = Kept(budget)
         self.open: dict[str, Transcript] = {}
+        self.path: str | None = None
         if self.folder:
-            (self.folder / ".tmp").mkdir(parents=True, exist_ok=True)
-            self._folder, self._tmp = str(self.folder), str(self.folder / ".tmp")
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._fd = self._create()
+
+    def close(self) -> None:
+        """Close the run's file (a store that is garbage collected closes it too)."""
+        if self.folder:
+            self._closer()
+
+    def _create(self) -> int:
+        """Open a new run file, never one that exists (another process, or
+        another store in this one, may be appending to it)."""
+        stem = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
+        for attempt in range(1000):
+            path = os.path.join(self.folder, f"{stem}-{attempt}.jsonl" if attempt else f"{stem}.jsonl")
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            except FileExistsError:
+                continue
+            self.path = path
+            self._closer = weakref.finalize(self, os.close, fd)
+            return fd
+        raise FileExistsError(f"{self.folder}: 1,000 run files named {stem}*.jsonl already")
 
     def begin(self, transcript: Transcript) -> None:
         self.open[transcript.session_id] = transcript
 
     def finish(self, transcript: Transcript) -> None:
+        """Keep C{transcript} and append it to the run's file; raises
+        C{OSError} if it could not be written (the file stays whole, and
+        the memory keeps the whole transcript, its only copy then)."""
         self.open.pop(transcript.session_id, None)
-        self.recent.append(transcript)
-        if self.folder:
-            write_atomically(self._tmp, self._folder, f"{transcript.session_id}.jsonl",
-                             transcript.jsonl_pieces())
+        if not self.folder:
+            self.recent.append(transcript, held_bytes(transcript))
+            return
+        pieces = transcript.jsonl_pieces()
+        fd, path = self._fd, self.path
+        offset = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            write_all(fd, pieces)
+        except OSError:
+            self.recent.append(transcript, held_bytes(transcript))
+            try:
+                os.ftruncate(fd, offset)
+            except OSError:
+                self._closer()
+                self._fd = self._create()
+            raise
+        self.recent.append(StoredTranscript(transcript, path, offset, sum(map(len, pieces))),
+                           _SUMMARY_OVERHEAD + len(transcript.session_id) + len(transcript.peer))
 
-    def all(self) -> list[Transcript]:
+    def all(self) -> list[Transcript | StoredTranscript]:
         return list(self.recent) + list(self.open.values())
 
-    def get(self, session_id: str) -> Transcript | None:
+    def get(self, session_id: str) -> Transcript | StoredTranscript | None:
         return self.open.get(session_id) or next(
             (t for t in self.recent if t.session_id == session_id), None)
 
     def clear(self) -> None:
+        """Forget the finished sessions kept in memory (the files stay)."""
         self.recent.clear()

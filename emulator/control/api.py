@@ -116,7 +116,9 @@ def _wants_html(request) -> bool:
 def health(control: Control, request):
     return {"status": "ok", "version": emulator.__version__,
             "uptime": round(control.reactor.seconds() - control.started, 3),
-            "listeners": len(control.named()), "errors": control.errors()}
+            "listeners": len(control.named()), "errors": control.errors(),
+            "forgotten": {"sessions": control.base.transcripts.recent.dropped,
+                          "messages": control.base.store.recent.dropped}}
 
 
 def openapi(control: Control, request):
@@ -171,7 +173,16 @@ def switch_profile(control: Control, request, id: str):
 
 def _records(transcript) -> list[dict]:
     """The transcript's records as its C{.jsonl} file has them (after the header)."""
-    return [json.loads(line) for line in transcript.to_jsonl().splitlines()[1:]]
+    return [json.loads(line) for line in _from_disk(lambda: transcript.to_jsonl()).splitlines()[1:]]
+
+
+def _from_disk(read):
+    """What a store reads back from its files when asked (a session's
+    records, a message's bytes): 410 if the file no longer has it."""
+    try:
+        return read()
+    except (OSError, LookupError) as e:
+        raise APIError(410, "gone", str(e)) from None
 
 
 def list_sessions(control: Control, request):
@@ -186,12 +197,12 @@ def get_session(control: Control, request, id: str):
 
 def get_transcript(control: Control, request, id: str):
     transcript = _found(control.session(id), "session", id)
-    return Text(headed(transcript).encode("utf-8"), "text/plain; charset=utf-8")
+    return Text(_from_disk(lambda: headed(transcript)).encode("utf-8"), "text/plain; charset=utf-8")
 
 
 def get_jsonl(control: Control, request, id: str):
     transcript = _found(control.session(id), "session", id)
-    return Text(transcript.to_jsonl().encode("ascii"), "application/x-ndjson",
+    return Text(_from_disk(transcript.to_jsonl).encode("ascii"), "application/x-ndjson",
                 {"content-disposition": f'attachment; filename="{transcript.session_id}.jsonl"'})
 
 
@@ -201,15 +212,23 @@ def _envelope(captured) -> dict:
 
 
 def list_messages(control: Control, request):
-    return [_envelope(captured) for captured in control.messages()]
+    envelopes = []
+    for captured in control.messages():
+        try:
+            envelopes.append(_envelope(captured))
+        except (OSError, LookupError):  # its envelope log was emptied since: no longer listed
+            pass
+    return envelopes
 
 
 def get_message(control: Control, request, name: str):
-    return _envelope(_found(control.message(name), "message", name))
+    captured = _found(control.message(name), "message", name)
+    return _from_disk(lambda: _envelope(captured))
 
 
 def get_raw(control: Control, request, name: str):
-    return Text(_found(control.message(name), "message", name).message.data, "message/rfc822")
+    captured = _found(control.message(name), "message", name)
+    return Text(_from_disk(lambda: captured.message.data), "message/rfc822")
 
 
 def do_reset(control: Control, request):

@@ -108,7 +108,7 @@ class Feed:
 
     def _fingerprints(self) -> tuple[dict, dict]:
         store = self.control.base.transcripts
-        sessions = {t.session_id: (len(t.records), t.session_id in store.open, t) for t in store.all()}
+        sessions = {t.session_id: (t.record_count, t.session_id in store.open, t) for t in store.all()}
         return sessions, self.state()
 
     def _changes(self, console: _Console, prints: tuple[dict, dict], summaries: dict, full: bool = False) -> dict:

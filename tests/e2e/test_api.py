@@ -34,14 +34,24 @@ def state_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def served(state_dir):
-    """One emulation (ims55sp4) on a plaintext listener, a netscape-ms SMTPS listener, and the API."""
+def served(state_dir, tmp_path, request):
+    """One emulation (ims55sp4) on a plaintext listener, a netscape-ms SMTPS
+    listener, and the API; parametrized indirectly with "on disk" (or
+    C{("on disk", budget)}), its messages and transcripts go to folders."""
+    from emulator.capture.maildir import MessageStore
+    from emulator.capture.transcript import TranscriptStore
     from emulator.control.listeners import Control
+
+    stores = {}
+    if getattr(request, "param", "memory") != "memory":
+        budget = {"budget": request.param[1]} if isinstance(request.param, tuple) else {}
+        stores = {"store": MessageStore(tmp_path / "maildir", **budget),
+                  "transcripts": TranscriptStore(tmp_path / "transcripts", **budget)}
 
     def start():
         from twisted.internet import reactor
 
-        control = Control(Emulation(profiles.load("ims55sp4"), state_dir=state_dir), reactor=reactor)
+        control = Control(Emulation(profiles.load("ims55sp4"), state_dir=state_dir, **stores), reactor=reactor)
         listeners = [control.listener("tcp:0:interface=127.0.0.1"),
                      control.listener("tcp:0:interface=127.0.0.1", implicit_tls=True, profile="netscape-ms")]
         ports = []
@@ -151,8 +161,11 @@ def test_listener_ids_fall_back_to_host_and_port():
     assert list(control.named()) == ["127.0.0.1:25", "::1:25", "2525"]
 
 
+@pytest.mark.parametrize("served", ["memory", "on disk"], indirect=True)
 def test_sessions_with_their_transcripts(served):
-    """A session is listed, fetched with its records (bytes as Latin-1), and printed in the arrow form."""
+    """A session is listed, fetched with its records (bytes as Latin-1), and
+    printed in the arrow form; the same when the records are read back from
+    the transcripts folder."""
     body = b"Subject: api\r\n\r\nhello\r\n"
     send(served.smtp, body)
     status, sessions = get_json(served.url + "/sessions")
@@ -178,8 +191,10 @@ def test_unknown_session_is_404(served):
         assert status == 404 and error == {"error": "not_found", "message": "no session 'nosuch'"}
 
 
+@pytest.mark.parametrize("served", ["memory", "on disk"], indirect=True)
 def test_messages_envelope_and_raw(served):
-    """GET /messages lists envelopes; a message is fetched as envelope and as raw RFC 5322 bytes."""
+    """GET /messages lists envelopes; a message is fetched as envelope and as
+    raw RFC 5322 bytes; the same when both are read back from the Maildir."""
     body = b"Subject: raw\r\n\r\n\xe9 8-bit line\r\n"
     send(served.smtp, body)
     status, messages = get_json(served.url + "/messages")
@@ -194,6 +209,45 @@ def test_messages_envelope_and_raw(served):
     assert status == 200 and headers["content-type"] == "message/rfc822" and raw == body
     status, error = get_json(f"{served.url}/messages/nosuch/raw")
     assert status == 404 and error["error"] == "not_found"
+
+
+def finished_sessions(served, count):
+    """The session summaries once count sessions have ended (bounded wait)."""
+    for _ in range(200):
+        sessions = get_json(served.url + "/sessions")[1]
+        if len(sessions) == count and not any(s["open"] for s in sessions):
+            return sessions
+        ReactorThread.call(lambda: None)  # a reactor turn
+    raise AssertionError(f"sessions never settled: {sessions}")
+
+
+@pytest.mark.parametrize("served", ["on disk"], indirect=True)
+def test_what_is_gone_from_disk_is_410(served, tmp_path):
+    """A listed message whose file was deleted, or a session whose run file
+    was emptied, answers 410 gone naming the file, never a 500."""
+    send(served.smtp)
+    (summary,) = finished_sessions(served, 1)
+    (envelope,) = get_json(served.url + "/messages")[1]
+    (tmp_path / "maildir" / "new" / envelope["name"]).unlink()
+    (run,) = (tmp_path / "transcripts").glob("*.jsonl")
+    run.write_bytes(b"")
+    status, error = get_json(f"{served.url}/messages/{urllib.parse.quote(envelope['name'], safe='')}/raw")
+    assert status == 410 and error["error"] == "gone" and envelope["name"] in error["message"]
+    for suffix in ("", "/transcript"):
+        status, error = get_json(f"{served.url}/sessions/{summary['session']}{suffix}")
+        assert status == 410 and f"no longer holds session {summary['session']}" in error["message"]
+
+
+@pytest.mark.parametrize("served", [("on disk", 1)], indirect=True)
+def test_health_counts_what_the_memory_budget_forgot(served):
+    """With a budget of one byte only the newest session and message stay
+    listed; /health says how many of each were forgotten."""
+    assert get_json(served.url + "/health")[1]["forgotten"] == {"sessions": 0, "messages": 0}
+    send(served.smtp)
+    send(served.smtp)
+    finished_sessions(served, 1)
+    assert len(get_json(served.url + "/messages")[1]) == 1
+    assert get_json(served.url + "/health")[1]["forgotten"] == {"sessions": 1, "messages": 1}
 
 
 def test_reset_forgets_everything_and_closes_connections(served):

@@ -191,9 +191,9 @@ def test_twistd_proxy_mode_in_front_of_aiosmtpd(tmp_path):
     (stored,) = mailbox.Maildir(str(mail))
     assert stored["Subject"] == "through the firewall"
     assert "pix-mailguard in front of tcp:127.0.0.1" in output
-    from emulator.capture.transcript import Transcript
+    from emulator.capture.transcript import read_sessions
 
-    sessions = [Transcript.from_jsonl(p.read_text()) for p in (tmp_path / "log").glob("*.jsonl")]
+    sessions = [t for p in (tmp_path / "log").glob("*.jsonl") for t in read_sessions(p.read_text())[0]]
     session = next(t for t in sessions if t.events("upstream_connected") and b"MAIL" in t.client_bytes().upper())
     assert session.middlebox == "pix-mailguard" and session.upstream == f"tcp:127.0.0.1:{real}"
     human = session.human()

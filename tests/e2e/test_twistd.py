@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from emulator.capture.transcript import read_sessions
 from emulator.testing.harness import TWISTD, free_port, wait_for_banner
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +32,9 @@ def test_twistd_runs_the_profile_and_captures_mail(tmp_path):
         proc.terminate()
         output = proc.communicate(timeout=20)[0]
     assert len(list((tmp_path / "mail" / "new").iterdir())) == 1
-    assert len(list((tmp_path / "log").glob("*.jsonl"))) == 2
+    (run,) = (tmp_path / "log").glob("*.jsonl")  # one file per run: the banner probe's session, then smtplib's
+    sessions, torn = read_sessions(run.read_text())
+    assert len(sessions) == 2 and not torn
     assert f"listening on 127.0.0.1:{port}" in output
     assert "connection session=" in output and "profile=ims55sp4" in output
 
