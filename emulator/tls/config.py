@@ -28,8 +28,6 @@ Version = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 Advertise = Literal["always", "with_certificate", "never"]
 SignatureHash = Literal["sha256", "sha1", "md5"]
 _VERSIONS = typing.get_args(Version)
-#: RSA key sizes a generated certificate may have; 512 and 1024 are the era's.
-RSA_KEY_SIZES = (512, 1024, 2048, 3072, 4096)
 #: A count of bits or bytes: 0 or more.
 Size = Annotated[int, Meta(ge=0, description="an integer, 0 or more")]
 
@@ -101,14 +99,12 @@ class TLSConfig:
             raise invalid("certificate", "files needs cert_file and key_file")
         if self.max_version and _VERSIONS.index(self.max_version) < _VERSIONS.index(self.min_version):
             raise invalid("max_version", "is below min_version")
-        if self.key_type == "rsa" and self.key_size not in RSA_KEY_SIZES:
-            raise invalid("key_size", f"an RSA key has {', '.join(map(str, RSA_KEY_SIZES))} bits")
-        legacy = self.signature_hash != "sha256" or (self.key_type == "rsa" and self.key_size < 2048)
-        if legacy and self.certificate == "generated" and _VERSIONS.index(self.min_version) >= 2:
+        if self.signature_hash != "sha256" and self.certificate == "generated" and \
+                _VERSIONS.index(self.min_version) >= 2:
             # OpenSSL refuses such a certificate above security level 0, which
             # the emulator sets only for a profile that offers TLS 1.0 or 1.1.
-            raise invalid("signature_hash" if self.signature_hash != "sha256" else "key_size",
-                          "an era certificate needs min_version TLSv1 or TLSv1.1 (OpenSSL security level 0)")
+            raise invalid("signature_hash", f"{self.signature_hash} needs min_version TLSv1 or TLSv1.1 "
+                                            "(OpenSSL security level 0)")
 
     def advertised(self, have_certificate: bool) -> bool:
         """Whether EHLO lists the TLS keywords on a listener with or without a certificate."""
