@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import hashlib
 import ipaddress
+import json
 import re
 import ssl
 import stat
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from service_identity import VerificationError
 from service_identity.cryptography import (
@@ -173,10 +176,41 @@ def test_spec_validation() -> None:
         {},
         {"ip_addresses": ("mail.example.test",)},
         {"dns_names": (FQDN,), "key_type": "dsa"},
-        {"dns_names": (FQDN,), "key_size": 512},
+        {"dns_names": (FQDN,), "key_size": 768},  # 512 is the era's (issue 20); 768 was never offered
+        {"dns_names": (FQDN,), "signature_hash": "md2"},
     ):
         with pytest.raises(ValueError):
             CertSpec(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bits, hash_name, oid_name", [(512, "sha1", "sha1WithRSAEncryption"),
+                                                       (1024, "md5", "md5WithRSAEncryption"),
+                                                       (2048, "sha256", "sha256WithRSAEncryption")])
+def test_era_certificates_have_their_size_and_signature(store: CertStore, bits, hash_name, oid_name) -> None:
+    """The era's 512/1024-bit keys and MD5/SHA-1 signatures (which cryptography
+    no longer makes) come out as asked, still signed by the test CA, with the
+    same names and extensions as a modern leaf."""
+    cert_path, key_path = store.leaf(CertSpec(dns_names=(FQDN,), key_size=bits, signature_hash=hash_name))
+    (cert,), key = load_pem_pair(cert_path, key_path)
+    assert key.key_size == bits and cert.public_key().key_size == bits
+    assert cert.signature_algorithm_oid._name == oid_name
+    ca = _cert(store.ca_path())
+    assert cert.issuer == ca.subject
+    ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                           cert.signature_hash_algorithm)
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == [FQDN]
+
+
+def test_a_sha256_leaf_keeps_its_cached_name(store: CertStore) -> None:
+    """Adding signature_hash did not rename the leaves already cached: the
+    default spec hashes as it did before the field existed."""
+    spec = CertSpec(dns_names=(FQDN,), key_type="ec")
+    fields = dataclasses.asdict(spec)
+    del fields["signature_hash"]
+    fields["ca"] = hashlib.sha256(store.ca_path().read_bytes()).hexdigest()
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    assert store.leaf(spec)[0].name == f"leaf-{digest[:20]}.pem"
 
 
 def test_fqdn_only_cert_fails_for_dialled_ip(store: CertStore) -> None:

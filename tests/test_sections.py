@@ -40,7 +40,8 @@ def test_the_families_are_listed_in_full():
     assert list(quirks.types_()) == ["reply", "disconnect", "stall", "delay", "split", "tarpit", "glue", "inject",
                                      "bare_lf", "missing_space", "trailing_space", "reply_override",
                                      "starttls_buffer_leak", "tls_session_not_secure"]
-    assert sorted(middlebox.types_()) == ["pix-mailguard", "starttls-intercept", "starttls-strip"]
+    assert sorted(middlebox.types_()) == ["asa-esmtp", "pix-mailguard", "pix-mailguard-noop", "starttls-intercept",
+                                         "starttls-strip"]
     assert sections.FAMILIES == (quirks.QUIRKS, middlebox.MIDDLEBOXES)
 
 

@@ -166,6 +166,9 @@ def test_starttls_buffer_leak_executes_pipelined_plaintext():
     ({"implicit": "yes"}, "tls.implicit", "true or false"),
     ({"min_bits": -1}, "tls.min_bits", "0 or more"),
     ({"colour": "blue"}, "tls.colour", "unknown key"),
+    ({"signature_hash": "md2"}, "tls.signature_hash", "must be one of"),
+    ({"certificate": "generated", "signature_hash": "md5", "min_version": "TLSv1.2"}, "tls.signature_hash",
+     "needs min_version TLSv1"),
 ])
 def test_tls_section_errors_name_the_key(tmp_path, patch, key, problem):
     """Each mistake in tls: is a ProfileError naming tls.<key>."""

@@ -23,15 +23,15 @@ from pathlib import Path
 import yaml
 
 from emulator import schema
-from emulator.middlebox import pix, starttls
+from emulator.middlebox import asa, pix, starttls
 from emulator.middlebox.base import Middlebox
 from emulator.schema import ProfileError, SchemaError
 
 __all__ = ["MIDDLEBOXES", "Middlebox", "build", "load", "types_"]
 
 #: Every middlebox type by name, listed here and nowhere else.
-MIDDLEBOXES = schema.Family("middlebox", Middlebox, (pix.PIXMailguard, starttls.StartTLSIntercept,
-                                                     starttls.StartTLSStrip))
+MIDDLEBOXES = schema.Family("middlebox", Middlebox, (pix.PIXMailguard, pix.PIXMailguardNoop, asa.ASAInspectESMTP,
+                                                     starttls.StartTLSIntercept, starttls.StartTLSStrip))
 
 
 def types_() -> dict[str, type[Middlebox]]:

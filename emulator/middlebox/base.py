@@ -38,6 +38,11 @@ class Middlebox:
         server received it); return what the client gets."""
         return reply
 
+    def on_content(self, relay, data: bytes) -> None:
+        """Message content about to pass to the server, as it arrived (the
+        end of data included, if this segment holds it); the middlebox may
+        look at it and drop the connection (C{relay.drop})."""
+
     def on_split_terminator(self, relay, segment: bytes, lone: bool) -> bool:
         """A segment completes the end of data (CRLF.CRLF) that began in an
         earlier segment; C{lone} when it starts with the whole C{.CRLF}.

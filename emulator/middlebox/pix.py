@@ -12,6 +12,28 @@ from emulator.schema import Record, invalid
 RFC821_MINIMUM = ("HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT")
 
 
+def mask_greeting(relay, reply: bytes, keep: frozenset[int]) -> bytes:
+    """The greeting with each byte of its text that is not in C{keep} made
+    C{*}, each line's code and separator kept (the PIX's and the ASA's
+    C{mask-banner})."""
+    out = []
+    for line in reply.splitlines(keepends=True):
+        head = 4 if line[:3].isdigit() else 0
+        out.append(line[:head] + bytes(b if b in keep else 0x2A for b in line[head:]))
+    masked = b"".join(out)
+    relay.event("banner_masked", bytes=len(masked))
+    return masked
+
+
+def x_out(relay, verb: str, line: bytes) -> bytes:
+    """The command line with its verb overwritten by C{X} of the same
+    length, arguments kept ("Unsupported commands are translated into Xs")."""
+    start = len(line) - len(line.lstrip())
+    end = start + len(line.split(None, 1)[0])
+    relay.event("command_masked", verb=verb)
+    return line[:start] + b"X" * (end - start) + line[end:]
+
+
 class PIXMailguard(Record, Middlebox):
     """Cisco PIX Mail Guard in front of an SMTP server.
 
@@ -72,23 +94,50 @@ class PIXMailguard(Record, Middlebox):
         force_setattr(self, "_keep", frozenset(keep + b"\r\n"))
 
     def on_greeting(self, relay, reply: bytes) -> bytes:
-        if not self.mask_banner:
-            return reply
-        out = []
-        for line in reply.splitlines(keepends=True):
-            head = 4 if line[:3].isdigit() else 0
-            out.append(line[:head] + bytes(b if b in self._keep else 0x2A for b in line[head:]))
-        masked = b"".join(out)
-        relay.event("banner_masked", bytes=len(masked))
-        return masked
+        return mask_greeting(relay, reply, self._keep) if self.mask_banner else reply
 
     def on_command(self, relay, verb: str, line: bytes) -> bytes:
         if not verb or verb in self._allowed:
             return line
-        start = len(line) - len(line.lstrip())
-        end = start + len(line.split(None, 1)[0])
-        relay.event("command_masked", verb=verb)
-        return line[:start] + b"X" * (end - start) + line[end:]
+        return x_out(relay, verb, line)
 
     def on_split_terminator(self, relay, segment: bytes, lone: bool) -> bool:
         return self.dotcrlf_bug and not (lone and self.lone_dotcrlf_passes)
+
+
+class PIXMailguardNoop(PIXMailguard):
+    """Cisco PIX Mail Guard from PIX 5.1 on, which turned a refused verb into
+    a C{NOOP} instead of X's: the server answers it with its NOOP reply.
+
+    - Sources: Cisco's community article "Mail traffic does not pass through
+      a PIX firewall with ESMTP": Mail Guard "converts any such commands into
+      NOOP commands"; the cisco-nsp post of November 2004: refused commands
+      are "replaced with NOOP (Varies by version, but certainly on 5.1ish
+      and later) which will generate a "200 OK" [sic] response from the mail
+      server ... the PIX can *NOT* generate a 502 response itself"; MS KB
+      320027: "When you send an EHLO command to the Exchange server, you
+      receive a "Command unrecognized" or an "OK" response";
+      docs/sources.md §8.2.
+    - So C{EHLO} gets the server's one-line NOOP reply (C{250 OK} from a 5.5
+      IMS), a reply with no extensions; C{STARTTLS} and C{AUTH} become NOOPs
+      answered 250, the client never learns that they were not carried out.
+    - The bytes the server receives are [P]: the sources say NOOP and that
+      packet lengths never change, not how the line is rewritten.  The
+      emulator writes C{NOOP} over the start of the line and spaces over the
+      rest of it up to its line end, so the length is kept (a line shorter
+      than C{NOOP} grows to it).
+    - The banner is masked as by L{PIXMailguard}.  CSCds90792 (the split
+      CRLF.CRLF) was fixed in "later PIX releases" (KB Q295725); which
+      release had both is unsourced, so C{dotcrlf_bug} is off by default [P].
+    """
+
+    type = "pix-mailguard-noop"
+
+    dotcrlf_bug: bool = False
+
+    def on_command(self, relay, verb: str, line: bytes) -> bytes:
+        if not verb or verb in self._allowed:
+            return line
+        body = line.rstrip(b"\r\n")
+        relay.event("command_noop", verb=verb)
+        return b"NOOP".ljust(len(body), b" ") + line[len(body):]

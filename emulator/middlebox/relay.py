@@ -12,7 +12,9 @@ cut into command lines, server replies are matched to the commands they
 answer (the first one is the greeting), the message after a C{354} reply to
 C{DATA} passes segment by segment until CRLF.CRLF, and after a successful
 C{STARTTLS} (or when the middlebox calls L{Relay.tunnel}) bytes pass
-unexamined both ways.  The middlebox type's hooks decide what is rewritten.
+unexamined both ways.  The middlebox type's hooks decide what is rewritten;
+a hook may also drop the connection (L{Relay.drop}), as an inspecting
+firewall's C{drop-connection} does.
 Like L{emulator.core.connection}, it never touches a socket, a clock or a file.
 
 Its actions are the core's (L{emulator.core.actions}): the client is the
@@ -36,7 +38,8 @@ class Relay:
     """One connection through a middlebox.
 
     @ivar phase: C{command}, C{await_data} (DATA sent, its reply not yet
-        seen), C{data} (message content), or C{tunnel} (bytes pass unexamined).
+        seen), C{data} (message content), C{tunnel} (bytes pass unexamined)
+        or C{dropped} (both connections closed by the middlebox).
     @ivar notes: per-connection scratch for the middlebox type.
     """
 
@@ -60,6 +63,8 @@ class Relay:
         return self._flush()
 
     def _segment(self, data: bytes) -> None:
+        if self.phase == "dropped":
+            return
         if self.phase == "tunnel":
             self._to_server(data)
         elif self.phase == "await_data":
@@ -71,11 +76,13 @@ class Relay:
 
     def server_data(self, data: bytes) -> list:
         """A segment from the server."""
+        if self.phase == "dropped":
+            return self._flush()
         if self.phase == "tunnel":
             self._to_client(data)
             return self._flush()
         self._server += data
-        while self.phase != "tunnel":
+        while self.phase not in ("tunnel", "dropped"):
             end = self._server.find(b"\n")
             if end == -1:
                 break
@@ -92,11 +99,14 @@ class Relay:
 
     def client_closed(self) -> list:
         """The client went away: so does the server connection."""
-        self._out.append(CloseUpstream())
+        if self.phase != "dropped":
+            self._out.append(CloseUpstream())
         return self._flush()
 
     def server_closed(self) -> list:
         """The server went away: pass what is left of its bytes, then close."""
+        if self.phase == "dropped":
+            return self._flush()
         rest = b"".join(self._reply) + bytes(self._server)
         self._reply, self._server = [], bytearray()
         if rest:
@@ -117,6 +127,14 @@ class Relay:
         if self.phase != "tunnel":
             self.phase = "tunnel"
             self.event("tunnel")
+
+    def drop(self, reason: str, /, **fields) -> None:
+        """Close both connections and pass nothing more: the bytes that
+        caused it never reach the server (an ASA's C{drop-connection})."""
+        if self.phase != "dropped":
+            self.phase = "dropped"
+            self.event("connection_dropped", reason=reason, **fields)
+            self._out += [Close(), CloseUpstream()]
 
     def event(self, name: str, /, **fields) -> None:
         self._out.append(Event(name, fields))
@@ -152,8 +170,10 @@ class Relay:
         window = self._tail + data
         at = window.find(END_OF_DATA)
         if at == -1:
-            self._to_server(data)
-            self._tail = window[-4:]
+            self.box.on_content(self, data)
+            if self.phase == "data":
+                self._to_server(data)
+                self._tail = window[-4:]
             return
         if at < len(self._tail):  # the terminator began in an earlier segment
             lone = at + 2 == len(self._tail)  # the segment starts with the whole ".\r\n"
@@ -161,6 +181,9 @@ class Relay:
                 self.event("end_of_data_dropped", bytes=len(data))
                 return
         end = at + len(END_OF_DATA) - len(self._tail)
+        self.box.on_content(self, data[:end])
+        if self.phase != "data":
+            return
         self._to_server(data[:end])
         self._answers.append(".")
         self.phase, self._tail = "command", b""

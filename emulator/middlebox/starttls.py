@@ -79,17 +79,27 @@ class StartTLSStrip(Record, Middlebox):
             return reply
         lines = reply.splitlines(keepends=True)
         kept = lines[:1]
-        for line in lines[1:]:
-            text = line[4:].rstrip(b"\r\n")
-            if (text.split(None, 1)[0].decode("latin-1").upper() if text.strip() else "") not in self._hidden:
+        for line, keyword, text in ehlo_lines(lines[1:]):
+            if keyword not in self._hidden:
                 kept.append(line)
                 continue
             relay.event("ehlo_keyword_hidden", keyword=text.decode("latin-1"), how=self.how)
             if self.how == "mask":
                 kept.append(line[:4] + b"X" * len(text) + line[4 + len(text):])
-        if self.how == "remove":  # the new last line ends the reply (RFC 5321 4.2.1)
-            kept = [_separated(line, i == len(kept) - 1) for i, line in enumerate(kept)]
-        return b"".join(kept)
+        return rejoin(kept)
+
+
+def ehlo_lines(lines: list[bytes]):
+    """Each keyword line of an EHLO reply (the lines after the first) as
+    C{(line, keyword upper-cased, text without code and line end)}."""
+    for line in lines:
+        text = line[4:].rstrip(b"\r\n")
+        yield line, text.split(None, 1)[0].decode("latin-1").upper() if text.strip() else "", text
+
+
+def rejoin(kept: list[bytes]) -> bytes:
+    """A reply from the lines left: the new last line ends it (RFC 5321 4.2.1)."""
+    return b"".join(_separated(line, i == len(kept) - 1) for i, line in enumerate(kept))
 
 
 def _separated(line: bytes, last: bool) -> bytes:

@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ CA_COMMON_NAME = "legacy-smtp emulator test CA"
 _LEAF_VALIDITY = (datetime.timedelta(days=-1), datetime.timedelta(days=825))
 _EXPIRED_VALIDITY = (datetime.timedelta(days=-400), datetime.timedelta(days=-30))
 _CA_VALIDITY = (datetime.timedelta(days=-1), datetime.timedelta(days=3650))
-_RSA_KEY_SIZES = (1024, 2048, 3072, 4096)
+_RSA_KEY_SIZES = (512, 1024, 2048, 3072, 4096)
+_HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1, "md5": hashes.MD5}
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,10 @@ class CertSpec:
     """
     What a leaf certificate should look like.
 
-    C{key_size} applies to RSA keys (1024 is allowed for legacy-era profiles);
-    C{key_type="ec"} always uses P-256 and is much faster to generate.
+    C{key_size} applies to RSA keys (512 and 1024 are allowed for legacy-era
+    profiles); C{key_type="ec"} always uses P-256 and is much faster to
+    generate.  C{signature_hash} is what the issuer signs with: C{sha256},
+    or the era's C{sha1} or C{md5}.
     """
 
     dns_names: tuple[str, ...] = ()
@@ -55,6 +59,7 @@ class CertSpec:
     self_signed: bool = False
     key_type: Literal["rsa", "ec"] = "rsa"
     key_size: int = 2048
+    signature_hash: Literal["sha256", "sha1", "md5"] = "sha256"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dns_names", tuple(self.dns_names))
@@ -65,6 +70,8 @@ class CertSpec:
             raise ValueError(f"key_type must be 'rsa' or 'ec', not {self.key_type!r}")
         if self.key_type == "rsa" and self.key_size not in _RSA_KEY_SIZES:
             raise ValueError(f"RSA key_size must be one of {_RSA_KEY_SIZES}")
+        if self.signature_hash not in _HASHES:
+            raise ValueError(f"signature_hash must be one of {tuple(_HASHES)}")
         if self.subject_cn is None:
             raise ValueError("CertSpec needs a DNS name, an IP address or a common_name")
 
@@ -97,6 +104,8 @@ class CertStore:
     def leaf(self, spec: CertSpec) -> tuple[Path, Path]:
         """The (certificate, key) PEM files for C{spec}, generated on first use."""
         fields = dataclasses.asdict(spec)
+        if spec.signature_hash == "sha256":  # the names of leaves made before the field existed
+            del fields["signature_hash"]
         if not spec.self_signed:
             # Leaves are tied to the CA that signed them: a new CA gets new leaves.
             fields["ca"] = hashlib.sha256(self.ca_path().read_bytes()).hexdigest()
@@ -196,7 +205,41 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 def _generate_key(spec: CertSpec) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     if spec.key_type == "ec":
         return ec.generate_private_key(ec.SECP256R1())
+    if spec.key_size < 1024:
+        return _legacy(lambda crypto: _small_rsa_key(crypto, spec.key_size))
     return rsa.generate_private_key(public_exponent=65537, key_size=spec.key_size)
+
+
+# cryptography neither generates RSA keys under 1024 bits nor signs with MD5
+# or SHA-1; pyOpenSSL's OpenSSL still does both, through its older X509/PKey
+# API (deprecated, so its warnings are silenced here, where they are meant).
+def _legacy(work):
+    from OpenSSL import crypto
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return work(crypto)
+
+
+def _small_rsa_key(crypto, bits: int) -> rsa.RSAPrivateKey:
+    key = crypto.PKey()
+    key.generate_key(crypto.TYPE_RSA, bits)
+    return key.to_cryptography_key()
+
+
+def _sign(builder: x509.CertificateBuilder, key, hash_name: str) -> x509.Certificate:
+    """Sign with C{hash_name}: cryptography for SHA-256, pyOpenSSL re-signing
+    the same certificate for the era's MD5 and SHA-1."""
+    cert = builder.sign(key, hashes.SHA256())
+    if hash_name == "sha256":
+        return cert
+
+    def resign(crypto):
+        legacy = crypto.X509.from_cryptography(cert)
+        legacy.sign(crypto.PKey.from_cryptography_key(key), hash_name)
+        return legacy.to_cryptography()
+
+    return _legacy(resign)
 
 
 def _validity(
@@ -260,4 +303,4 @@ def _build_leaf(
     if names:  # legacy CN-only certificates carry no SAN at all
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     window = _EXPIRED_VALIDITY if spec.expired else _LEAF_VALIDITY
-    return _validity(builder, window).sign(signing_key, hashes.SHA256())
+    return _sign(_validity(builder, window), signing_key, spec.signature_hash)

@@ -26,6 +26,7 @@ from emulator.schema import Timeout, invalid
 
 Version = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 Advertise = Literal["always", "with_certificate", "never"]
+SignatureHash = Literal["sha256", "sha1", "md5"]
 _VERSIONS = typing.get_args(Version)
 #: A count of bits or bytes: 0 or more.
 Size = Annotated[int, Meta(ge=0, description="an integer, 0 or more")]
@@ -43,7 +44,10 @@ class TLSConfig:
         were (KB Q273948: a client that checks the dialled IP fails).
     @ivar expired: generate an expired certificate.
     @ivar self_signed: generate a self-signed one instead of one from the test CA.
-    @ivar key_type: C{rsa} or C{ec}; C{key_size} for RSA.
+    @ivar key_type: C{rsa} or C{ec}; C{key_size} for RSA (512 and 1024 are
+        the NT 4 era's sizes).
+    @ivar signature_hash: the hash the test CA signs a generated certificate
+        with: C{sha256}, or the era's C{sha1} and C{md5}.
     @ivar min_version: lowest TLS version offered; below TLSv1.2 the OpenSSL
         security level is lowered for this profile only.
     @ivar max_version: highest TLS version offered (None: the stack's highest).
@@ -76,6 +80,7 @@ class TLSConfig:
     self_signed: bool = False
     key_type: Literal["rsa", "ec"] = "rsa"
     key_size: Size = 2048
+    signature_hash: SignatureHash = "sha256"
     min_version: Version = "TLSv1.2"
     max_version: Version | None = None
     ciphers: str | None = None
@@ -94,6 +99,12 @@ class TLSConfig:
             raise invalid("certificate", "files needs cert_file and key_file")
         if self.max_version and _VERSIONS.index(self.max_version) < _VERSIONS.index(self.min_version):
             raise invalid("max_version", "is below min_version")
+        if self.signature_hash != "sha256" and self.certificate == "generated" and \
+                _VERSIONS.index(self.min_version) >= 2:
+            # OpenSSL refuses such a certificate above security level 0, which
+            # the emulator sets only for a profile that offers TLS 1.0 or 1.1.
+            raise invalid("signature_hash", f"{self.signature_hash} needs min_version TLSv1 or TLSv1.1 "
+                                            "(OpenSSL security level 0)")
 
     def advertised(self, have_certificate: bool) -> bool:
         """Whether EHLO lists the TLS keywords on a listener with or without a certificate."""

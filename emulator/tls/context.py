@@ -266,6 +266,6 @@ def context_for(config, *, hostname: str, state_dir: Path, base: Path | None = N
         return server_context_factory(folder / config.cert_file, folder / config.key_file, settings)
     dns, ips = config.split_names(hostname)
     spec = CertSpec(dns_names=dns, ip_addresses=ips, expired=config.expired, self_signed=config.self_signed,
-                    key_type=config.key_type, key_size=config.key_size)
+                    key_type=config.key_type, key_size=config.key_size, signature_hash=config.signature_hash)
     leaf_cert, leaf_key = CertStore(Path(state_dir)).leaf(spec)
     return server_context_factory(leaf_cert, leaf_key, settings)

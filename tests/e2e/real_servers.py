@@ -162,15 +162,37 @@ _MASTER_CF = """\
     """
 
 
+def _settings(base: str, extra: str) -> str:
+    """main.cf text: C{base} with each C{name = value} of C{extra} put in
+    place of the line that sets the same name (or added).  A name set twice
+    makes every Postfix process warn at start, and the warnings can fill the
+    postlog socket until postlogd and smtpd block on it."""
+    lines = base.splitlines()
+    for line in extra.splitlines():
+        name = line.split("=", 1)[0].strip()
+        if "=" not in line or not name:
+            continue
+        at = [i for i, old in enumerate(lines) if old.split("=", 1)[0].strip() == name and "=" in old]
+        if at:
+            lines[at[0]] = line.strip()
+        else:
+            lines.append(line.strip())
+    return "\n".join(lines) + "\n"
+
+
 def postfix_installed() -> bool:
     return os.path.exists(POSTFIX) and os.path.isdir("/usr/lib/postfix/sbin") and os.geteuid() == 0
 
 
 @contextlib.contextmanager
-def postfix_server(hostname: str = "mx.postfix.test"):
+def postfix_server(hostname: str = "mx.postfix.test", *, main_cf: str = "", master_cf: str = "", folder_out=None):
     """A throwaway Postfix instance: its own configuration, queue and log in
     a temporary folder, smtpd on a loopback port; the system's Postfix
-    configuration is never read or changed.  Yields its port."""
+    configuration is never read or changed.  Yields its port.
+
+    C{main_cf} holds settings that replace or add to the base ones,
+    C{master_cf} lines added to the services; C{folder_out}, a list, gets the
+    instance's folder (its C{maillog} is the log)."""
     folder = Path(tempfile.mkdtemp(prefix="postfix-learn-"))
     os.chmod(folder, 0o755)  # smtpd runs as the postfix user
     port = free_port()
@@ -178,8 +200,12 @@ def postfix_server(hostname: str = "mx.postfix.test"):
     (folder / "data").mkdir()
     (folder / "queue").mkdir()
     shutil.chown(folder / "data", "postfix")
-    (folder / "conf" / "main.cf").write_text(textwrap.dedent(_MAIN_CF).format(dir=folder, hostname=hostname))
-    (folder / "conf" / "master.cf").write_text(textwrap.dedent(_MASTER_CF).format(port=port))
+    (folder / "conf" / "main.cf").write_text(_settings(textwrap.dedent(_MAIN_CF).format(dir=folder, hostname=hostname),
+                                                       textwrap.dedent(main_cf)))
+    (folder / "conf" / "master.cf").write_text(textwrap.dedent(_MASTER_CF).format(port=port)
+                                               + textwrap.dedent(master_cf))
+    if folder_out is not None:
+        folder_out.append(folder)
     conf = str(folder / "conf")
     subprocess.run([POSTFIX, "-c", conf, "check"], check=True, timeout=60, capture_output=True)
     master = subprocess.Popen([POSTFIX, "-c", conf, "start-fg"], stdout=subprocess.DEVNULL,
