@@ -343,7 +343,13 @@ class TranscriptStore:
         """Keep C{transcript} and append it to the run's file; raises
         C{OSError} if it could not be written (the file stays whole, and
         the memory keeps the whole transcript, its only copy then)."""
-        self.open.pop(transcript.session_id, None)
+        try:
+            self._keep(transcript)
+        finally:
+            # Only now: a reader in another thread (a test's) always finds the session in one list.
+            self.open.pop(transcript.session_id, None)
+
+    def _keep(self, transcript: Transcript) -> None:
         if not self.folder:
             self.recent.append(transcript, held_bytes(transcript))
             return
@@ -364,7 +370,10 @@ class TranscriptStore:
                            _SUMMARY_OVERHEAD + len(transcript.session_id) + len(transcript.peer))
 
     def all(self) -> list[Transcript | StoredTranscript]:
-        return list(self.recent) + list(self.open.values())
+        """The finished sessions kept, then the open ones; each once (one
+        that is finishing at this moment is listed as open)."""
+        opened = dict(self.open)
+        return [t for t in self.recent if t.session_id not in opened] + list(opened.values())
 
     def get(self, session_id: str) -> Transcript | StoredTranscript | None:
         return self.open.get(session_id) or next(
