@@ -369,7 +369,7 @@ def cmd_record(args) -> int:
 def cmd_learn(args) -> int:
     from emulator.learn import emit, infer
     from emulator.learn.dialogue import read
-    from emulator.learn.files import read_transcript, transcript_paths, write_text
+    from emulator.learn.files import read_transcripts, transcript_paths, write_text
 
     def say(text: str) -> None:
         print(f"emulator learn: {text}", file=sys.stderr, flush=True)
@@ -390,7 +390,7 @@ def cmd_learn(args) -> int:
         say(f"-o {output}: a profile file ends in .yaml")
         return 2
     try:
-        sessions = [read(read_transcript(p)) for p in transcript_paths(args.transcripts)]
+        sessions = [read(t) for p in transcript_paths(args.transcripts) for t in read_transcripts(p)]
         base = profiles.resolved_document(args.base)
     except ValueError as e:
         say(str(e))

@@ -309,3 +309,18 @@ def test_record_bad_upstream_and_unwritable_folder_are_one_line(tmp_path, capsys
     assert cli.main(["record", "--upstream", "tcp:127.0.0.1:9", "--transcripts", str(tmp_path / "file" / "r")]) == 1
     assert [line.split(":")[0] for line in capsys.readouterr().err.strip().splitlines()] == ["emulator record",
                                                                                               "emulator"]
+
+
+def test_learn_reads_a_servers_run_file_with_many_sessions(tmp_path, capsys):
+    """A server appends a run's sessions to one file (--transcripts): learn takes every session in it."""
+    from emulator.testing import Harness
+
+    run = tmp_path / "run.jsonl"
+    with run.open("w") as file:
+        for number in (1, 2):
+            h = Harness("ims55sp4", session_id=f"s{number}")
+            h.connect()
+            h.send(b"EHLO client.example\r\nNOOP\r\nQUIT\r\n")
+            file.write(h.transcript.to_jsonl())
+    assert cli.main(["learn", str(run), "-o", str(tmp_path / "learned.yaml"), "--base", "rfc5321"]) == 0
+    assert "from 2 session(s)" in capsys.readouterr().err

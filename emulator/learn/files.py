@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emulator.capture.files import write_atomically
-from emulator.capture.transcript import Transcript, TranscriptError
+from emulator.capture.transcript import Transcript, TranscriptError, read_sessions
 
 
 def transcript_paths(paths: list[str | Path]) -> list[Path]:
@@ -33,6 +33,20 @@ def read_transcript(path: Path) -> Transcript:
         raise ValueError(f"{path}: cannot read: {e}") from None
     except TranscriptError as e:
         raise ValueError(f"{path}: not a transcript (JSON lines with a header): {e}") from None
+
+
+def read_transcripts(path: Path) -> list[Transcript]:
+    """Every session of a JSON-lines file: the recorder's and the probe's
+    hold one, a server's run file (C{--transcripts}) many."""
+    try:
+        sessions, _ = read_sessions(path.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read: {e}") from None
+    except TranscriptError as e:
+        raise ValueError(f"{path}: not a transcript (JSON lines with a header): {e}") from None
+    if not sessions:
+        raise ValueError(f"{path}: no session in it")
+    return sessions
 
 
 def write_transcript(folder: Path, name: str, transcript: Transcript) -> Path:

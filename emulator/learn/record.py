@@ -13,20 +13,26 @@ from pathlib import Path
 from typing import Callable
 
 from emulator.capture.transcript import Transcript, TranscriptStore
+from emulator.learn.files import write_transcript
 from emulator.learn.masking import Recorder, mask_credentials
 
 
 class MaskingStore(TranscriptStore):
     """A transcript store that masks credentials before anything is kept or
-    written, and calls C{finished(count)} after each session."""
+    written, writes each session to a file of its own (C{<session>.jsonl},
+    what C{learn} and C{diff} pair by name; a server's store appends a run's
+    sessions to one file instead), and calls C{finished(count)} after each."""
 
     def __init__(self, folder: Path, finished: Callable[[int], None] = lambda count: None):
-        super().__init__(folder)
+        super().__init__()
+        self.folder_out = Path(folder)
         self.count = 0
         self._finished = finished
 
     def finish(self, transcript: Transcript) -> None:
-        super().finish(mask_credentials(transcript))
+        masked = mask_credentials(transcript)
+        write_transcript(self.folder_out, f"{masked.session_id}.jsonl", masked)
+        super().finish(masked)
         self.count += 1
         self._finished(self.count)
 
