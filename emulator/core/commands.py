@@ -196,6 +196,7 @@ VERBS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "HELP": (_fixed("help", "HELP (RFC 5321 4.1.1.8): the product's help text."), ("help",)),
     "ETRN": (_fixed("etrn", "ETRN (RFC 1985): the product's fixed answer."), ("etrn",)),
     "TURN": (_fixed("turn", "TURN (RFC 821): the product's fixed refusal."), ("turn",)),
+    "ATRN": (_fixed("atrn", "ATRN (RFC 2645): the product's fixed refusal (no mail is held here)."), ("atrn",)),
     "XEXCH50": (_fixed("xexch50", "XEXCH50 (KB 812455): the product's answer."), ("xexch50",)),
 }
 
@@ -203,13 +204,13 @@ VERBS: dict[str, tuple[Handler, tuple[str, ...]]] = {
 CORE_REPLIES = ("greeting", "unknown", "line_too_long")
 
 # Verbs whose command line and prompted lines carry credentials (RFC 4954
-# AUTH; Exchange 5.0's XAUTH): the transcript records whether each arrived
-# inside TLS, whatever the profile does with them.
-CREDENTIAL_VERBS = frozenset({"AUTH", "XAUTH"})
+# AUTH; Exchange 5.0's XAUTH; Exchange 2000/2003's X-EXPS): the transcript
+# records whether each arrived inside TLS, whatever the profile does with them.
+CREDENTIAL_VERBS = frozenset({"AUTH", "XAUTH", "X-EXPS"})
 
 # EHLO keyword -> the verb that must be enabled for it to be honest.
 KEYWORD_VERBS = {
     "AUTH": "AUTH", "XAUTH": "XAUTH", "STARTTLS": "STARTTLS", "TLS": "STARTTLS", "ETRN": "ETRN",
     "HELP": "HELP", "VRFY": "VRFY", "EXPN": "EXPN", "TURN": "TURN", "XEXCH50": "XEXCH50",
-    "CHUNKING": "BDAT", "ATRN": "ATRN",
+    "CHUNKING": "BDAT", "ATRN": "ATRN", "X-EXPS": "X-EXPS",
 }

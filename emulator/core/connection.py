@@ -84,7 +84,7 @@ class Server:
             if used[name] <= self.constants.keys()
         }
         #: Whether any reply shows the session's date (the host formats it only then).
-        self.uses_date = any("date" in fields for fields in used.values())
+        self.uses_date = any(fields & replies.DATE_FIELDS for fields in used.values())
 
     @property
     def shortest_timeout(self) -> float | None:
@@ -148,7 +148,7 @@ class ServerConnection:
         self.session = Session(session_id, peer[0], peer[1], local_port)
         self.envelope = Envelope()
         self.phase = Phase.COMMAND
-        self._fields = {**server.constants, "peer_ip": peer[0], "peer_port": peer[1], "date": date}
+        self._fields = {**server.constants, "peer_ip": peer[0], "peer_port": peer[1], **replies.date_fields(date)}
         self._out: list[Action] = []
         self._buffer = bytearray()
         self._discarding = False
