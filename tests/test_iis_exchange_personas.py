@@ -182,8 +182,7 @@ def ntlm_client(password: str):
 @pytest.mark.parametrize("verb", ["AUTH", "X-EXPS"])
 def test_ntlm_in_memory_logs_in_through_auth_and_x_exps(verb):
     """The real NTLMSSP exchange of MS-SMTPNTLM: '334 ntlm supported', the CHALLENGE, then '235 2.7.0
-    Authentication successful'; X-EXPS runs the same exchange (KB 812455); XEXCH50 is then accepted
-    past the login check (its blob exchange belongs to the core's XEXCH50 verb)."""
+    Authentication successful'; X-EXPS runs the same exchange (KB 812455)."""
     h = session("ex2003")
     h.send(b"EHLO client.example\r\n")
     client = ntlm_client("secret")
