@@ -281,7 +281,7 @@ def test_fault_attributes_are_typed_for_the_loader():
 # -- misspelt steps (issue 17) -----------------------------------------------------------
 
 KNOWN_STEPS = ("known steps: connect, data_end, ., *, HELO, EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, STARTTLS, "
-               "VRFY, EXPN, HELP, ETRN, TURN, XEXCH50, AUTH, XAUTH, BDAT, ATRN")
+               "VRFY, EXPN, HELP, ETRN, TURN, ATRN, XEXCH50, AUTH, XAUTH, BDAT, X-EXPS")
 
 
 @pytest.mark.parametrize("spec, step, guess", [
