@@ -103,7 +103,8 @@ def test_iis6_pipelined_group_and_sequence_errors(golden):
 
 
 def test_size_limit_of_the_iis_personas():
-    """SIZE 2097152 is enforced: a MAIL announcing more gets the [P] 552 5.3.4 text; Exchange's bare SIZE has no limit."""
+    """SIZE 2097152 is enforced: a MAIL announcing more gets the [P] 552 5.3.4 text; Exchange's bare SIZE
+    has no limit."""
     h = session("iis6-smtp")
     h.send(b"EHLO client.example\r\n")
     assert h.send(b"MAIL FROM:<a@example.org> SIZE=2097153\r\n") == \
@@ -212,3 +213,24 @@ def test_relay_denied_text_is_in_every_catalogue():
     for name in PERSONAS:
         reply = profiles.load(name).replies["relay_denied"].format({"recipient": "relaytest@contoso.net"})
         assert (reply.code, reply.lines) == (550, ("5.7.1 Unable to relay for relaytest@contoso.net",))
+
+
+def _extended(tmp_path, text: str):
+    (tmp_path / "mine.yaml").write_text("name: mine\nextends: ex2003\n" + text)
+    return profiles.load(tmp_path / "mine.yaml")
+
+
+def test_x_exps_takes_the_auth_mechanisms_and_needs_them(tmp_path):
+    """X-EXPS takes AUTH's list; enabled with an empty one it is refused naming auth.mechanisms, and its
+    keyword needs the verb."""
+    with pytest.raises(profiles.ProfileError) as info:
+        _extended(tmp_path, "commands: [HELO, EHLO, MAIL, QUIT, X-EXPS]\nehlo_keywords: []\nauth: {mechanisms: []}\n")
+    assert (info.value.key, info.value.problem) == (
+        "auth.mechanisms", "commands: enables X-EXPS but no mechanism is listed")
+    loaded = _extended(tmp_path, "commands: [HELO, EHLO, MAIL, QUIT, X-EXPS]\nehlo_keywords: [\"X-EXPS NTLM\"]\n")
+    assert loaded.auth.offered("X-EXPS") == ("GSSAPI", "NTLM", "LOGIN")
+    with pytest.raises(profiles.ProfileError) as info:
+        _extended(tmp_path, "commands: [HELO, EHLO, MAIL, QUIT]\nehlo_keywords: [\"X-EXPS NTLM\"]\n"
+                            "auth: {mechanisms: []}\n")
+    assert (info.value.key, info.value.problem) == (
+        "ehlo_keywords[0]", "advertises X-EXPS but commands: lacks X-EXPS")

@@ -123,15 +123,15 @@ class AuthSettings:
             for verb in users:
                 if verb in verbs and not offered:
                     raise invalid(key, f"commands: enables {verb} but no mechanism is listed")
-            if offered and not set(users) & set(verbs):
-                raise invalid(key, f"lists mechanisms for {' or '.join(users)}, which commands: lacks")
+            if offered and not set(users) & set(verbs):  # named by its first verb: AUTH, XAUTH
+                raise invalid(key, f"lists mechanisms for {users[0]}, which commands: lacks")
             for i, name in enumerate(offered):
                 missing = [r for r in MECHANISM_REPLIES[name] if r not in catalogue]
                 if missing:
                     raise invalid(f"{key}[{i}]", f"{name} needs replies: {', '.join(missing)}")
         if self.required:
             if not set(VERBS) & set(verbs):
-                raise invalid("required", "needs AUTH, XAUTH or X-EXPS in commands:")
+                raise invalid("required", "needs AUTH or XAUTH in commands:")
             if "auth_required" not in catalogue:
                 raise invalid("required", "needs replies: auth_required (the refusal of MAIL before a login)")
 
