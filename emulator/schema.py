@@ -103,8 +103,16 @@ class ProfileError(Exception):
     """A profile (or middlebox) file that cannot run.  C{str()} is C{file:key: problem}."""
 
     def __init__(self, path: str | Path, key: str, problem: str):
+        # One line whatever the file holds: a key may contain a newline
+        # (YAML allows "\n" as a key), which is shown escaped.
+        key, problem = _one_line(key), _one_line(problem)
         super().__init__(f"{path}:{key}: {problem}")
         self.path, self.key, self.problem = str(path), key, problem
+
+
+def _one_line(text: str) -> str:
+    """C{text} with line breaks and other control characters escaped (C{\\n})."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def invalid(key: str, problem: str) -> SchemaError:
@@ -438,7 +446,8 @@ def _translate(error: msgspec.ValidationError, value, kind, noun: str, given: tu
         return cause.within(where)
     if cause is not None:
         return SchemaError(join(where, getattr(cause, "key", None) or ""), str(cause))
-    unknown = re.match(r"Object contains unknown field `(.*)`\Z", problem)
+    # A field name may hold any character, a line break too (DOTALL).
+    unknown = re.match(r"Object contains unknown field `(.*)`\Z", problem, re.DOTALL)
     if unknown:
         name, record = unknown[1], walk.record()
         known = [k for k, attribute in keys(record).items() if not (walk.is_root and attribute in given)] if record else []
@@ -448,7 +457,7 @@ def _translate(error: msgspec.ValidationError, value, kind, noun: str, given: tu
             noun = nouns[0] if nouns else "key"
         return SchemaError(join(where, name), f"unknown {noun}; {did_you_mean(name, known)}"
                                               f"known {noun.split()[0]}s: {', '.join(known)}")
-    missing = re.match(r"Object missing required field `(.*)`\Z", problem)
+    missing = re.match(r"Object missing required field `(.*)`\Z", problem, re.DOTALL)
     if missing:
         return SchemaError(join(where, missing[1]), "is required")
     metas = walk.metas()

@@ -199,3 +199,15 @@ def test_join_and_within():
     assert schema.join("quirks[0]", "attributes.from") == "quirks[0].attributes.from"
     assert schema.join("auth", "[1]") == "auth[1]" and schema.join("", "tls") == "tls"
     assert SchemaError("x", "bad").within("tls").key == "tls.x"
+
+
+def test_a_key_with_a_line_break_is_named_on_one_line(tmp_path):
+    """A key YAML allows but no record has, holding a newline, is an unknown key named escaped, and the
+    error stays one line (hypothesis found '<file>:: must be a mapping, not a mapping' before)."""
+    from emulator.profiles import loader
+
+    (tmp_path / "mine.yaml").write_text('name: mine\nextends: ims55sp4\n"a\\nb": 1\n')
+    with pytest.raises(loader.ProfileError) as info:
+        loader.load(tmp_path / "mine.yaml")
+    assert info.value.key == "a\\nb" and info.value.problem.startswith("unknown key; ")
+    assert "\n" not in str(info.value)
