@@ -24,7 +24,7 @@ FIELDS = {
     "helo": "the argument the client gave to HELO or EHLO",
     "sender": "the reverse-path of MAIL FROM, without angle brackets",
     "recipient": "the forward-path of RCPT TO, without angle brackets",
-    "size": "the SIZE= parameter of MAIL FROM",
+    "size": "the SIZE= parameter of MAIL FROM; the size of a BDAT chunk",
     "verb": "the command verb as the client sent it",
     "argument": "the command argument as the client sent it",
     "version": "the profile's product version string",
