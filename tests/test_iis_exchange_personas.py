@@ -15,12 +15,12 @@ TLS_INFO = {"version": "TLSv1.2", "cipher": "ECDHE-RSA-AES128-GCM-SHA256", "bits
 PERSONAS = ["iis5-smtp", "iis6-smtp", "iis6-smtp-cert", "ex2000", "ex2003", "ex2003-tls-required"]
 VERSIONS = {"iis5-smtp": "5.0.2195.6713", "iis6-smtp": "6.0.3790.3959", "iis6-smtp-cert": "6.0.3790.3959",
             "ex2000": "5.0.2195.2966", "ex2003": "6.0.3790.3959", "ex2003-tls-required": "6.0.3790.3959"}
-# The documented lists (Exchange 2003 documentation; KB 153119's later revision), CHUNKING and
-# BINARYMIME left for the BDAT verb, X-LINK2STATE for its verb.
-IIS_LIST = ["TURN", "ATRN", "SIZE 2097152", "ETRN", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "8bitmime", "VRFY",
-            "AUTH GSSAPI NTLM"]
-EXCHANGE_LIST = ["TURN", "ATRN", "SIZE", "ETRN", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "8bitmime", "VRFY",
-                 "X-EXPS GSSAPI NTLM LOGIN", "X-EXPS=LOGIN", "AUTH GSSAPI NTLM LOGIN", "AUTH=LOGIN", "XEXCH50"]
+# The documented lists (Exchange 2003 documentation; KB 153119's later revision).
+IIS_LIST = ["TURN", "ATRN", "SIZE 2097152", "ETRN", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "8bitmime",
+            "BINARYMIME", "CHUNKING", "VRFY", "AUTH GSSAPI NTLM"]
+EXCHANGE_LIST = ["TURN", "ATRN", "SIZE", "ETRN", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "8bitmime", "BINARYMIME",
+                 "CHUNKING", "VRFY", "X-EXPS GSSAPI NTLM LOGIN", "X-EXPS=LOGIN", "AUTH GSSAPI NTLM LOGIN", "AUTH=LOGIN",
+                 "X-LINK2STATE", "XEXCH50"]
 WITH_CERTIFICATE = {"iis6-smtp-cert", "ex2003-tls-required"}
 
 
@@ -234,3 +234,45 @@ def test_x_exps_takes_the_auth_mechanisms_and_needs_them(tmp_path):
                             "auth: {mechanisms: []}\n")
     assert (info.value.key, info.value.problem) == (
         "ehlo_keywords[0]", "advertises X-EXPS but commands: lacks X-EXPS")
+
+
+def test_bdat_chunks_and_last_on_iis6(golden):
+    """CHUNKING (RFC 3030): BDAT chunks are counted bytes, CRLF.CRLF inside them is data; an intermediate
+    chunk gets the [P] bdat_ok text, BDAT ... LAST the end-of-data text; DATA after a chunk is bdat_sequence."""
+    h = session("iis6-smtp")
+    h.send(b"EHLO client.example\r\nMAIL FROM:<a@example.org> BODY=BINARYMIME\r\nRCPT TO:<b@example.test>\r\n")
+    assert h.send(b"BDAT 12\r\nSubject: x\r\n") == b"250 2.0.0 12 bytes received\r\n"
+    assert h.send(b"DATA\r\n") == b"503 5.5.2 Bad sequence of commands\r\n"
+    assert h.send(b"BDAT 8 LAST\r\n\r\n.\r\nx\r\n") == \
+        b"250 2.6.0 <s1.1@iis6.example.test> Queued mail for delivery\r\n"
+    assert h.send(b"BDAT ten\r\n") == b"501 5.5.4 Invalid arguments\r\n"
+    h.send(b"QUIT\r\n")
+    assert h.messages[0].data == b"Subject: x\r\n\r\n.\r\nx\r\n"
+    golden("iis6-smtp/bdat-session", h.human())
+
+
+def test_second_helo_keeps_the_envelope_kb251581():
+    """KB 251581: helo, mail from:, helo, rcpt to: and the RCPT still succeeds (the envelope is kept)."""
+    h = session("ex2000")
+    assert h.send(b"HELO client\r\n") == b"250 ex2000.example.test Hello [192.0.2.10]\r\n"
+    assert h.send(b"mail from:Test@msft.com\r\n") == b"250 2.1.0 Test@msft.com....Sender OK\r\n"
+    assert h.send(b"HELO client\r\n") == b"250 ex2000.example.test Hello [192.0.2.10]\r\n"
+    assert h.send(b"rcpt to:User@passport.com\r\n") == b"250 2.1.5 User@passport.com\r\n"
+
+
+def test_xexch50_blob_after_a_login_and_x_link2state(golden):
+    """KB 843106/812455 on ex2003: X-LINK2STATE and XEXCH50 before a login get 504 Need to authenticate first;
+    after AUTH LOGIN, XEXCH50 <bytes> 2 in a transaction gets 354 Send binary data, the blob of that size is
+    read (not taken for commands) and answered with the [P] 250 2.0.0 OK; the message then goes through."""
+    h = session("ex2003")
+    h.send(b"EHLO client.example\r\n")
+    assert h.send(b"X-LINK2STATE LAST CHUNK=1 DONE\r\n") == b"504 Need to authenticate first\r\n"
+    assert h.send(b"XEXCH50 4 2\r\n") == b"504 Need to authenticate first\r\n"
+    h.send(b"AUTH LOGIN " + base64.b64encode(b"tester") + b"\r\n")
+    assert h.send(base64.b64encode(b"secret") + b"\r\n") == b"235 2.7.0 Authentication successful\r\n"
+    h.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n")
+    assert h.send(b"XEXCH50 4 2\r\n") == b"354 Send binary data\r\n"
+    assert h.send(b"QUIT") == b"250 2.0.0 OK\r\n"  # four bytes of blob, not a command
+    assert h.send(b"DATA\r\nSubject: x\r\n\r\ny\r\n.\r\nQUIT\r\n").startswith(b"354 Start mail input")
+    assert len(h.messages) == 1 and h.messages[0].auth_user == "tester"
+    golden("ex2003/xexch50-after-login", h.human())
