@@ -82,6 +82,15 @@ def test_an_unreadable_size_is_a_syntax_error_and_reads_no_chunk(h, argument):
     assert h.send(b"BDAT " + argument + b"\r\nNOOP\r\n") == b"501 5.5.4 Invalid arguments\r\n250 OK\r\n"
 
 
+def test_malformed_bdat_counts_as_a_bad_command(tmp_path):
+    """bdat_syntax counts against limits: bad_commands like the syntax_* replies: the second closes."""
+    h = Harness(chunking_persona.load(tmp_path, "limits: {bad_commands: 2}\n"))
+    h.connect()
+    assert h.send(b"BDAT x\r\nBDAT\r\n") == (b"501 5.5.4 Invalid arguments\r\n501 5.5.4 Invalid arguments\r\n"
+                                             b"421 mail.example.test Too many errors, closing connection\r\n")
+    assert h.closed == "close"
+
+
 def test_bdat_without_mail_or_rcpt_is_refused_after_its_chunk(h):
     """need_mail / need_rcpt, sent once the refused chunk has been read and discarded, so that its
     bytes are never taken for commands."""

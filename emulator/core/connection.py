@@ -36,8 +36,8 @@ from emulator.core.framing import ChunkReader, DataReader
 from emulator.core.session import Envelope, Phase, Session
 from emulator.quirks.base import hook_table
 
-# Replies that count against the bad-command limit.
-_BAD_COMMAND_REPLIES = frozenset({"unknown", "line_too_long"})
+# Replies that count against the bad-command limit (with every syntax_*).
+_BAD_COMMAND_REPLIES = frozenset({"unknown", "line_too_long", "bdat_syntax", "xexch50_syntax"})
 
 
 # First bytes of a TLS record carrying a handshake (0x16 0x03) or of an

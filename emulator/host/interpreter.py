@@ -10,8 +10,8 @@ subclasses it and provides the wire, the C{_write}, C{_close}, ... methods
 below; the interpreter decides the order and writes the records, so a
 session reads the same in every host:
 
- - L{Send}: a record of the bytes, then the write (one write for the
-   replies of one call: a pipelined group leaves together);
+ - L{Send}: a record of the bytes, then the write (the replies of one
+   call, a pipelined group, leave together; a store splits them);
  - L{Deliver}: the store, then C{message_accepted} (with the stored
    message's name where the host has one) and the confirming reply, or
    C{message_not_stored} and the failure reply;
@@ -114,10 +114,10 @@ class Interpreter:
 
         The replies of one call (a pipelined group, RFC 2920) leave in one
         write: each is recorded as it comes, and the bytes are written
-        together before anything else touches the connection (a TLS switch,
-        a close, a delay, the upstream leg) and at the end.  Never earlier
-        than one by one would have written them: a message is still stored
-        before its reply."""
+        together before anything else happens on the connection (a message
+        stored, a TLS switch, a close, a delay, the upstream leg) and at the
+        end.  So a reply is never held behind a slow store, and a message's
+        reply still leaves only once it is stored."""
         transcript = self.transcript
         pending: list[bytes] = []
         try:
@@ -130,12 +130,12 @@ class Interpreter:
                 if kind is Event:
                     transcript.event(self._now(), action.name, **action.fields)
                     continue
-                if kind is Deliver:
-                    pending.append(self._deliver(action))
-                    continue
                 if pending:
                     data, pending = b"".join(pending), []
                     self._write(data)
+                if kind is Deliver:
+                    pending.append(self._deliver(action))
+                    continue
                 if kind is SendUpstream:
                     transcript.server_leg(self._now(), "c", action.data)
                     self._send_upstream(action.data)
