@@ -103,12 +103,16 @@ class ProfileError(Exception):
     """A profile (or middlebox) file that cannot run.  C{str()} is C{file:key: problem}."""
 
     def __init__(self, path: str | Path, key: str, problem: str):
-        key = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", key)  # a key may hold a line end: one line still
+        # One line whatever the file holds: a key may contain a newline
+        # (YAML allows "\n" as a key), which is shown escaped.
+        key, problem = _one_line(key), _one_line(problem)
         super().__init__(f"{path}:{key}: {problem}")
         self.path, self.key, self.problem = str(path), key, problem
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+def _one_line(text: str) -> str:
+    """C{text} with line breaks and other control characters escaped (C{\\n})."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def invalid(key: str, problem: str) -> SchemaError:
@@ -442,6 +446,7 @@ def _translate(error: msgspec.ValidationError, value, kind, noun: str, given: tu
         return cause.within(where)
     if cause is not None:
         return SchemaError(join(where, getattr(cause, "key", None) or ""), str(cause))
+    # A field name may hold any character, a line break too (DOTALL).
     unknown = re.match(r"Object contains unknown field `(.*)`\Z", problem, re.DOTALL)
     if unknown:
         name, record = unknown[1], walk.record()

@@ -280,8 +280,8 @@ def test_fault_attributes_are_typed_for_the_loader():
 
 # -- misspelt steps (issue 17) -----------------------------------------------------------
 
-KNOWN_STEPS = ("known steps: connect, data_end, ., *, HELO, EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, STARTTLS, "
-               "VRFY, EXPN, HELP, ETRN, TURN, XEXCH50, AUTH, XAUTH, BDAT, ATRN")
+KNOWN_STEPS = ("known steps: connect, data_end, ., *, HELO, EHLO, MAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT, STARTTLS, "
+               "VRFY, EXPN, HELP, ETRN, TURN, ATRN, XEXCH50, X-LINK2STATE, AUTH, XAUTH, X-EXPS")
 
 
 @pytest.mark.parametrize("spec, step, guess", [

@@ -161,3 +161,29 @@ def test_the_middlebox_edge_and_its_harness_record_both_legs_alike():
     ends = ("=== closed", "=== upstream_closed", "=== upstream_connected")
     assert without(proto.transcript.human(), *ends) == without(h.human(), *ends)
     assert "=> XXXX c" in h.human() and h.human().endswith("=== upstream_closed\n=== closed\n")
+
+
+def test_a_pipelined_group_leaves_in_one_write():
+    """RFC 2920: the replies to one segment of pipelined commands are recorded one by one and
+    written together, in order; the replies before a message's store leave before it (never held
+    behind it), its 250 after it, with what follows; a Delay still splits the writes around it."""
+    wire = Wire()
+    wire._run([Send(b"250 a\r\n"), Event("x", {}), Send(b"250 b\r\n"),
+               Deliver(MESSAGE, accepted=b"250 OK\r\n", failed=b"451 no\r\n"), Send(b"221 bye\r\n"), Close()])
+    assert wire.calls == [("write", b"250 a\r\n250 b\r\n"), ("store", b"hi\r\n"),
+                          ("write", b"250 OK\r\n221 bye\r\n"), ("close", False)]
+    assert wire.transcript.human() == ("<- 250 a\n=== x\n<- 250 b\n=== message_accepted name=1.M1.host bytes=4 "
+                                       "recipients=2\n<- 250 OK\n<- 221 bye\n")
+    split = Wire()
+    split._run([Send(b"250-a\r\n"), Delay(1.0), Send(b"250 b\r\n")])
+    assert split.calls == [("write", b"250-a\r\n"), ("delay", 1.0, [Send(b"250 b\r\n")])]
+
+
+def test_what_was_recorded_is_written_when_an_action_fails():
+    """An action that is not one (a core bug, which the edge answers with 451) does not swallow the
+    replies recorded before it."""
+    wire = Wire()
+    with pytest.raises(TypeError):
+        wire._run([Deliver(MESSAGE, accepted=b"250 OK\r\n", failed=b"451 no\r\n"), Send(b"250 a\r\n"),
+                   Send(b"250 b\r\n"), b"junk"])
+    assert wire.calls == [("store", b"hi\r\n"), ("write", b"250 OK\r\n250 a\r\n250 b\r\n")]

@@ -17,12 +17,12 @@ def _fresh(code: str):
 
 
 def test_auth_is_in_the_verb_table_before_any_profile_is_loaded():
-    """The full verb table is the core's verbs plus AUTH and XAUTH, there from
-    import on (they used to appear only once some profile had loaded)."""
+    """The full verb table is the core's verbs plus AUTH, XAUTH and X-EXPS, there
+    from import on (they used to appear only once some profile had loaded)."""
     seen = _fresh("import json, sys\n"
                   "from emulator.profiles.sections import VERBS\n"
                   "print(json.dumps([list(VERBS), 'emulator.profiles.loader' in sys.modules]))\n")
-    assert seen == [[*commands.VERBS, "AUTH", "XAUTH"], False]
+    assert seen == [[*commands.VERBS, "AUTH", "XAUTH", "X-EXPS"], False]
 
 
 def test_importing_auth_leaves_the_core_verb_table_alone():

@@ -1,24 +1,32 @@
 """
-Authentication personas: C{AUTH} (RFC 4954) with LOGIN, PLAIN and NTLM, and
-Exchange 5.0's C{XAUTH}, against accounts that are profile data.
+Authentication personas: C{AUTH} (RFC 4954) with LOGIN, PLAIN and NTLM (and
+GSSAPI listed but always refused), Exchange 5.0's C{XAUTH} and Exchange
+2000/2003's C{X-EXPS}, against accounts that are profile data.
 
 A profile's C{auth:} section (L{AuthSettings}, read by L{emulator.schema})
 says which mechanisms each verb takes, the accounts, whether MAIL needs a
 login, and how the NTLM server challenge is chosen::
 
     auth:
-      mechanisms: [LOGIN, NTLM]       # what AUTH takes (504 for others)
+      mechanisms: [LOGIN, NTLM]       # what AUTH (and X-EXPS) take (504 for others)
       xauth_mechanisms: [NTLM]        # what XAUTH takes
       accounts:
         - {user: tester, domain: EXAMPLE, password: secret}
       required: false                 # true: MAIL before a login gets auth_required
       challenge_seed: "ims55"         # deterministic NTLM challenges (default: random)
 
-The verbs C{AUTH} and C{XAUTH} are L{VERB_TABLE}, which
+The verbs C{AUTH}, C{XAUTH} and C{X-EXPS} are L{VERB_TABLE}, which
 L{emulator.profiles.sections} adds to the core's verb table.  XAUTH's syntax
 is unsourced (Exchange 5.0; KB Q195201 names only the keyword): it is
 modelled exactly like AUTH, C{XAUTH NTLM [initial-response]} followed by the
-same 334 base64 exchange [P].
+same 334 base64 exchange [P].  X-EXPS is Exchange 2000/2003's
+server-to-server form of AUTH: "similar to AUTH", its data "depends on the
+AUTH package that you select, such as LOGIN, NTLM, GSSAPI" (KB 812455), so
+it is the same exchange with AUTH's mechanisms [P: its bytes are unsourced].
+
+GSSAPI (Kerberos) is listed by the IIS 5.0/6.0 SMTP service; with no
+Kerberos here it is an exchange that always fails: a 334 for the client's
+token, then C{auth_failed} whatever the token (docs/sources.md §6.5) [P].
 
 Each finished attempt is one transcript event C{auth} with the verb, the
 mechanism, the user name as the client gave it and the outcome (and, for a
@@ -41,8 +49,10 @@ from msgspec import Meta
 from emulator.auth.accounts import Account
 from emulator.schema import SECRET, invalid
 
-VERBS = ("AUTH", "XAUTH")
-# Replies AUTH and XAUTH may send whatever the mechanism.
+VERBS = ("AUTH", "XAUTH", "X-EXPS")
+# Which mechanism list of the auth: section each verb takes.
+_OFFERED = {"AUTH": "mechanisms", "XAUTH": "xauth_mechanisms", "X-EXPS": "mechanisms"}
+# Replies the verbs may send whatever the mechanism.
 REPLIES = ("syntax_auth", "auth_unknown_mechanism", "auth_failed", "auth_cancelled", "auth_bad_base64",
            "auth_already", "bad_sequence", "need_helo")
 # Replies each mechanism adds (required by L{AuthSettings.validate} when offered).
@@ -50,6 +60,7 @@ MECHANISM_REPLIES = {
     "LOGIN": ("auth_username", "auth_password", "auth_ok_login"),
     "PLAIN": ("auth_challenge", "auth_ok_plain"),
     "NTLM": ("auth_ntlm_prompt", "auth_challenge", "auth_ok_ntlm"),
+    "GSSAPI": ("auth_challenge",),
 }
 NTLM_VERSIONS = ("NTLMv1", "NTLMv2")
 # RFC 4954 section 4: "12288 octets is considered to be a sufficient line
@@ -65,7 +76,7 @@ class AuthSettings:
     """A profile's C{auth:} section.  Passwords stay out of C{repr}
     (L{Account} hides them).
 
-    @ivar mechanisms: what C{AUTH} takes, upper case.
+    @ivar mechanisms: what C{AUTH} (and C{X-EXPS}) takes, upper case.
     @ivar xauth_mechanisms: what C{XAUTH} takes.
     @ivar accounts: who may log in (L{emulator.auth.accounts.Account}).
     @ivar required: MAIL is refused with C{auth_required} until a login succeeds.
@@ -98,20 +109,22 @@ class AuthSettings:
                 raise invalid(f"accounts[{i}].user", "must be a user name without a domain (put that in domain:)")
 
     def offered(self, verb: str) -> tuple[str, ...]:
-        """The mechanisms C{verb} (C{AUTH} or C{XAUTH}) takes."""
-        return self.mechanisms if verb == "AUTH" else self.xauth_mechanisms
+        """The mechanisms C{verb} (C{AUTH}, C{XAUTH} or C{X-EXPS}) takes."""
+        return getattr(self, _OFFERED[verb])
 
     def validate(self, verbs, catalogue) -> None:
         """Cross-checks with the rest of the profile (called by the loader):
         each verb that is enabled offers a mechanism, each offered
         mechanism's replies exist, and C{required} has a way to log in and a
         refusal text."""
-        for key, verb in (("mechanisms", "AUTH"), ("xauth_mechanisms", "XAUTH")):
+        for key in ("mechanisms", "xauth_mechanisms"):
             offered = getattr(self, key)
-            if verb in verbs and not offered:
-                raise invalid(key, f"commands: enables {verb} but no mechanism is listed")
-            if offered and verb not in verbs:
-                raise invalid(key, f"lists mechanisms for {verb}, which commands: lacks")
+            users = [verb for verb in VERBS if _OFFERED[verb] == key]
+            for verb in users:
+                if verb in verbs and not offered:
+                    raise invalid(key, f"commands: enables {verb} but no mechanism is listed")
+            if offered and not set(users) & set(verbs):  # named by its first verb: AUTH, XAUTH
+                raise invalid(key, f"lists mechanisms for {users[0]}, which commands: lacks")
             for i, name in enumerate(offered):
                 missing = [r for r in MECHANISM_REPLIES[name] if r not in catalogue]
                 if missing:
@@ -195,6 +208,11 @@ def auth(conn, arg: bytes) -> None:
 def xauth(conn, arg: bytes) -> None:
     """XAUTH, Exchange 5.0's NTLM login (KB Q195201), modelled as AUTH [P]."""
     _command(conn, "XAUTH", arg)
+
+
+def x_exps(conn, arg: bytes) -> None:
+    """X-EXPS, Exchange 2000/2003's server-to-server AUTH (KB 812455), modelled as AUTH [P]."""
+    _command(conn, "X-EXPS", arg)
 
 
 def _command(conn, verb: str, arg: bytes) -> None:
@@ -408,8 +426,22 @@ class _NTLM(_Exchange):
         return challenge_from_seed(seed, attempt)
 
 
-_EXCHANGES = {"LOGIN": _Login, "PLAIN": _Plain, "NTLM": _NTLM}
+class _GSSAPI(_Exchange):
+    """GSSAPI (RFC 4752) with no Kerberos behind it: the client's first token
+    is refused as a bad one, the failure a server without a usable ticket
+    gives (docs/sources.md §6.5) [P].  Nothing is ever accepted."""
+
+    def begin(self, conn) -> None:
+        self.prompt(conn, "auth_challenge", self.token)
+
+    def token(self, conn, data: bytes) -> None:
+        self.end(conn, "failure", "auth_failed", reason="GSSAPI: no Kerberos here")
+
+    first = token
+
+
+_EXCHANGES = {"LOGIN": _Login, "PLAIN": _Plain, "NTLM": _NTLM, "GSSAPI": _GSSAPI}
 
 #: The verbs of this module for the verb table (L{emulator.profiles.sections.VERBS}):
 #: verb -> (handler, the catalogue replies it may send).
-VERB_TABLE = {"AUTH": (auth, REPLIES), "XAUTH": (xauth, REPLIES)}
+VERB_TABLE = {"AUTH": (auth, REPLIES), "XAUTH": (xauth, REPLIES), "X-EXPS": (x_exps, REPLIES)}

@@ -32,12 +32,12 @@ from emulator.core import commands
 
 from emulator.core import replies
 from emulator.core.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
-from emulator.core.framing import DataReader
+from emulator.core.framing import ChunkReader, DataReader
 from emulator.core.session import Envelope, Phase, Session
 from emulator.quirks.base import hook_table
 
-# Replies that count against the bad-command limit.
-_BAD_COMMAND_REPLIES = frozenset({"unknown", "line_too_long"})
+# Replies that count against the bad-command limit (with every syntax_*).
+_BAD_COMMAND_REPLIES = frozenset({"unknown", "line_too_long", "bdat_syntax", "xexch50_syntax"})
 
 
 # First bytes of a TLS record carrying a handshake (0x16 0x03) or of an
@@ -77,6 +77,9 @@ class Server:
         self.set_faults(())
         self.tls = self.profile.tls  # an emulator.tls.config.TLSConfig
         self.verbs = dict(self.profile.handlers)
+        #: The EHLO list offers BINARYMIME (RFC 3030 section 3): MAIL notes BODY=BINARYMIME.
+        self.binarymime = any(k.replace("=", " ").split(" ", 1)[0].upper() == "BINARYMIME"
+                              for k in self.profile.ehlo_keywords)
         used = {name: _fields(reply) for name, reply in self.profile.replies.items()}
         self._static = {
             name: replies.render(reply.format(self.constants))
@@ -84,7 +87,7 @@ class Server:
             if used[name] <= self.constants.keys()
         }
         #: Whether any reply shows the session's date (the host formats it only then).
-        self.uses_date = any("date" in fields for fields in used.values())
+        self.uses_date = any(fields & replies.DATE_FIELDS for fields in used.values())
 
     @property
     def shortest_timeout(self) -> float | None:
@@ -148,11 +151,12 @@ class ServerConnection:
         self.session = Session(session_id, peer[0], peer[1], local_port)
         self.envelope = Envelope()
         self.phase = Phase.COMMAND
-        self._fields = {**server.constants, "peer_ip": peer[0], "peer_port": peer[1], "date": date}
+        self._fields = {**server.constants, "peer_ip": peer[0], "peer_port": peer[1], **replies.date_fields(date)}
         self._out: list[Action] = []
         self._buffer = bytearray()
         self._discarding = False
-        self._data: DataReader | None = None
+        self._data: DataReader | ChunkReader | None = None
+        self._data_done: Callable[[bytes], None] | None = None  # what a finished read goes to
         self._line_handler = None
         self._line_limit = 0
         self._ignoring = False
@@ -264,9 +268,11 @@ class ServerConnection:
         return self._flush()
 
     def connection_lost(self) -> list[Action]:
-        """The peer went away (or the host closed the connection)."""
-        if self.phase is Phase.DATA:
-            self.event("message_aborted", bytes=self._data.size)
+        """The peer went away (or the host closed the connection): a message
+        under way (DATA, or BDAT chunks before LAST) is not delivered."""
+        reading = self._data.size if self.phase is Phase.DATA else 0
+        if self.phase is Phase.DATA or self.envelope.chunks:
+            self.event("message_aborted", bytes=reading + self.envelope.chunk_bytes)
         self.phase = Phase.CLOSED
         return self._flush()
 
@@ -337,7 +343,22 @@ class ServerConnection:
     def start_data(self) -> None:
         """Read a message next (after the handler has sent 354)."""
         self.phase = Phase.DATA
-        self._data = DataReader(self.profile.limits.message_size)
+        reader = self._data = DataReader(self.profile.limits.message_size)
+        self._data_done = lambda body: self._end_of_data(body, reader)
+
+    def read_chunk(self, size: int, handler: Callable[[bytes], None], keep: bool = True) -> None:
+        """Read exactly C{size} bytes next, in bulk and as they are (a BDAT
+        chunk, RFC 3030; an XEXCH50 blob, KB 812455), and give them to
+        C{handler(chunk)}; at once for 0 bytes.  Without C{keep} they are
+        discarded as they arrive (C{handler} gets C{b""}).  The data
+        timeout applies meanwhile."""
+        reader = ChunkReader(size, keep)
+        if reader.done:
+            handler(b"")
+            return
+        self.phase = Phase.DATA
+        self._data = reader
+        self._data_done = handler
 
     def expect_line(self, handler, limit: int | None = None) -> None:
         """Give the next input line to C{handler(conn, line)} instead of the
@@ -463,20 +484,38 @@ class ServerConnection:
         self._check_errors()
 
     def _feed_data(self, data: bytes | None = None) -> None:
+        """Input while a message or chunk is read: C{data} straight from the
+        network, or (None) what waits in the buffer."""
         if data is None:
-            data = bytes(self._buffer)
-            self._buffer.clear()
-        body, rest = self._data.feed(data)
+            body = self._data.take(self._buffer)
+        else:
+            body, rest = self._data.feed(data)
+            if rest:
+                self._buffer += rest
         if body is None:
             return
         self.phase = Phase.COMMAND
-        self._buffer += rest
+        done, self._data_done = self._data_done, None
+        done(body)
+        if self._data_done is None:
+            self._data = None
+
+    def _end_of_data(self, body: bytes, reader: DataReader) -> None:
+        """DATA's terminator has come."""
+        self.end_message(body, overflow=reader.size if reader.overflow else None)
+
+    def end_message(self, body: bytes, *, overflow: int | None = None, text_lines: bool = True) -> None:
+        """A message is complete (DATA's terminator, C{BDAT ... LAST}): the
+        quirks that act at its end, then the limits, then delivery.
+
+        @param overflow: the size of a message already found too big.
+        @param text_lines: apply C{limits: text_line} (not to a binary body)."""
         self._begin("DATA_END")
-        text_line = self.profile.limits.text_line
+        text_line = self.profile.limits.text_line if text_lines else 0
         if any(q.before_data_end(self, body) for q in self.server.hooks["before_data_end"]):
             self.envelope = Envelope()  # a quirk answered: the transaction ends undelivered
-        elif self._data.overflow:
-            self.event("message_rejected", reason="size", bytes=self._data.size)
+        elif overflow is not None:
+            self.event("message_rejected", reason="size", bytes=overflow)
             self.envelope = Envelope()
             self.reply("message_too_big", limit=str(self.profile.limits.message_size))
         elif text_line and _has_long_line(body, text_line):
@@ -485,7 +524,6 @@ class ServerConnection:
             self.reply("data_line_too_long", limit=str(self.profile.limits.text_line))
         else:
             self.deliver(body)
-        self._data = None
 
     def _command(self, line: bytes) -> None:
         verb_bytes, _, arg = line.partition(b" ")

@@ -9,6 +9,9 @@ before the dot is content, which keeps the emulator safe from SMTP smuggling.
 The same search finds the lines the client dot-stuffed (RFC 5321 section
 4.5.2: every CRLF followed by a dot that is not the terminator), so the body
 is unstuffed only when it has such a line, with one C{replace} over it.
+
+A BDAT chunk (RFC 3030 section 2) has no terminator and no stuffing: it is
+exactly as many bytes as its command said, taken in bulk by L{ChunkReader}.
 """
 
 from __future__ import annotations
@@ -72,6 +75,15 @@ class DataReader:
             body = b"".join(parts)[:end]
         return unstuff(body) if self._stuffed else body, rest
 
+    def take(self, buffer: bytearray) -> bytes | None:
+        """As L{feed}, from the connection's input buffer: what follows the
+        terminator is left in C{buffer}."""
+        data = bytes(buffer)
+        buffer.clear()
+        body, rest = self.feed(data)
+        buffer += rest
+        return body
+
     def _scan(self, buffer: bytes, limit: int) -> int | None:
         """The index of the terminator in C{buffer} if one begins before
         C{limit}; notes every stuffed line on the way.  Stops at a CRLF "."
@@ -87,6 +99,61 @@ class DataReader:
             self._stuffed = True
             index = find(_CRLF_DOT, index + 3, limit + 2)
         return None
+
+
+class ChunkReader:
+    """Collects one BDAT chunk (RFC 3030 section 2): exactly C{size} bytes,
+    whatever they hold.  No line is parsed and nothing unstuffed: a CRLF.CRLF
+    inside a chunk is content.  Each read is kept as it came (a slice only
+    where the chunk ends inside it) and joined once, at the end.
+
+    @ivar size: bytes of the chunk received so far.
+    """
+
+    def __init__(self, size: int, keep: bool = True):
+        """@param keep: keep the content; False discards it as it arrives
+            (a refused chunk, still read to its end to stay in step)."""
+        self._left = size
+        self._keep = keep
+        self._parts: list[bytes] = []
+        self.size = 0
+
+    def feed(self, data: bytes) -> tuple[bytes | None, bytes]:
+        """Add C{data}; return C{(chunk, rest)} once the chunk is complete,
+        else C{(None, b"")}.  C{chunk} is empty when not kept; C{rest} is
+        what followed it (pipelined commands)."""
+        left = self._left
+        if len(data) < left:
+            self._left = left - len(data)
+            self.size += len(data)
+            if self._keep:
+                self._parts.append(data)
+            return None, b""
+        self._left = 0
+        self.size += left
+        if not self._keep:
+            return b"", data[left:]
+        piece, rest = (data, b"") if len(data) == left else (data[:left], data[left:])
+        parts = self._parts
+        if not parts:
+            return piece, rest
+        parts.append(piece)
+        return b"".join(parts), rest
+
+    def take(self, buffer: bytearray) -> bytes | None:
+        """As L{feed}, from the connection's input buffer: only the chunk's
+        own bytes are copied out of it (deleting from a bytearray's front is
+        cheap), so many chunks pipelined in one read cost linear time."""
+        count = min(self._left, len(buffer))
+        with memoryview(buffer) as view:
+            piece = bytes(view[:count])
+        del buffer[:count]
+        return self.feed(piece)[0]
+
+    @property
+    def done(self) -> bool:
+        """The whole chunk has been read (at once for C{BDAT 0})."""
+        return self._left == 0
 
 
 def unstuff(body: bytes) -> bytes:

@@ -24,17 +24,23 @@ FIELDS = {
     "helo": "the argument the client gave to HELO or EHLO",
     "sender": "the reverse-path of MAIL FROM, without angle brackets",
     "recipient": "the forward-path of RCPT TO, without angle brackets",
-    "size": "the SIZE= parameter of MAIL FROM",
+    "size": "the SIZE= parameter of MAIL FROM; the size of a BDAT chunk",
     "verb": "the command verb as the client sent it",
     "argument": "the command argument as the client sent it",
     "version": "the profile's product version string",
-    "date": "the session's start time in RFC 5322 form",
+    "date": "the session's start time in RFC 5322 form (Tue, 03 Mar 2026 10:00:00 +0000)",
+    "date_unpadded": "the same with the day of the month not zero-padded (Tue, 3 Mar 2026 ...), as Windows wrote it",
     "queue_id": "an identifier for the accepted message",
     "user": "the user name of an authentication attempt",
     "mechanism": "the SASL mechanism named in AUTH",
     "challenge": "a base64 server challenge",
     "limit": "the limit that was exceeded",
 }
+
+#: The fields that show the session's date: the host formats it only for a
+#: profile whose replies use one of them.
+DATE_FIELDS = frozenset({"date", "date_unpadded"})
+_PADDED_DAY = re.compile(r"\A([A-Za-z]{3}, )0(?=[0-9] )")
 
 _LINE = re.compile(r"\A([2-5][0-9][0-9])(?:([ -])(.*))?\Z", re.DOTALL)
 _FORMATTER = string.Formatter()
@@ -105,6 +111,13 @@ def _check_fields(line: str) -> None:
             raise ReplyError(
                 f"{line!r}: unknown field {{{name}}}; known fields: {', '.join(sorted(FIELDS))}"
             )
+
+
+def date_fields(date: str) -> dict[str, str]:
+    """The date fields of a session that started at C{date}, the RFC 5322
+    form the host gives: as it is, and with the day not zero-padded (the
+    IIS 5.0/6.0 banner, C{ready at  Wed, 7 Apr 2004 ...}: docs/sources.md §6.1)."""
+    return {"date": date, "date_unpadded": _PADDED_DAY.sub(r"\1", date)}
 
 
 def render(reply: Reply, *, separator: bytes = b"-") -> bytes:

@@ -15,7 +15,7 @@ class Phase(enum.Enum):
     """Where the connection is; each phase reads input its own way."""
 
     COMMAND = "command"  # lines are commands
-    DATA = "data"  # bytes are message content until the terminator
+    DATA = "data"  # bytes are message content: to the terminator, or a counted chunk (BDAT, XEXCH50)
     LINE = "line"  # the next line answers a server prompt (AUTH, XAUTH)
     TLS_PENDING = "tls-pending"  # handshake under way; input is TLS records
     CLOSED = "closed"  # nothing more is read
@@ -23,11 +23,21 @@ class Phase(enum.Enum):
 
 @dataclass(slots=True)
 class Envelope:
-    """One mail transaction (RFC 5321 section 3.3)."""
+    """One mail transaction (RFC 5321 section 3.3).
+
+    @ivar chunks: the BDAT chunks taken so far (RFC 3030), None before the
+        first: a transaction that has one cannot use DATA.
+    @ivar chunk_bytes: their total size.
+    @ivar binarymime: MAIL said C{BODY=BINARYMIME} to a server that lists
+        it (RFC 3030 section 3): only BDAT may carry the message.
+    """
 
     sender: bytes | None = None
     mail_params: bytes = b""
     recipients: list[bytes] = field(default_factory=list)
+    chunks: list[bytes] | None = None
+    chunk_bytes: int = 0
+    binarymime: bool = False
 
 
 @dataclass(slots=True)

@@ -10,7 +10,8 @@ subclasses it and provides the wire, the C{_write}, C{_close}, ... methods
 below; the interpreter decides the order and writes the records, so a
 session reads the same in every host:
 
- - L{Send}: a record of the bytes, then the write;
+ - L{Send}: a record of the bytes, then the write (the replies of one
+   call, a pipelined group, leave together; a store splits them);
  - L{Deliver}: the store, then C{message_accepted} (with the stored
    message's name where the host has one) and the confirming reply, or
    C{message_not_stored} and the failure reply;
@@ -109,36 +110,56 @@ class Interpreter:
     # -- carrying out actions --------------------------------------------
 
     def _run(self, actions: list) -> None:
-        """Carry out C{actions} in order; a L{Delay} holds back the rest."""
-        transcript = self.transcript
-        for index, action in enumerate(actions):
-            kind = type(action)
-            if kind is Send:
-                transcript.sent(self._now(), action.data, self.tls)
-                self._write(action.data)
-            elif kind is Event:
-                transcript.event(self._now(), action.name, **action.fields)
-            elif kind is Deliver:
-                self._deliver(action)
-            elif kind is SendUpstream:
-                transcript.server_leg(self._now(), "c", action.data)
-                self._send_upstream(action.data)
-            elif kind is StartTLS:
-                transcript.event(self._now(), "tls_starting")
-                self._start_tls()
-            elif kind is Close:
-                self._close(action.abort)
-            elif kind is CloseUpstream:
-                self._close_upstream()
-            elif kind is Delay:
-                self._delay(action.seconds, actions[index + 1:])
-                return
-            else:
-                raise TypeError(f"not an action: {action!r}")
+        """Carry out C{actions} in order; a L{Delay} holds back the rest.
 
-    def _deliver(self, action: Deliver) -> None:
+        The replies of one call (a pipelined group, RFC 2920) leave in one
+        write: each is recorded as it comes, and the bytes are written
+        together before anything else happens on the connection (a message
+        stored, a TLS switch, a close, a delay, the upstream leg) and at the
+        end.  So a reply is never held behind a slow store, and a message's
+        reply still leaves only once it is stored."""
+        transcript = self.transcript
+        pending: list[bytes] = []
+        try:
+            for index, action in enumerate(actions):
+                kind = type(action)
+                if kind is Send:
+                    transcript.sent(self._now(), action.data, self.tls)
+                    pending.append(action.data)
+                    continue
+                if kind is Event:
+                    transcript.event(self._now(), action.name, **action.fields)
+                    continue
+                if pending:
+                    data, pending = b"".join(pending), []
+                    self._write(data)
+                if kind is Deliver:
+                    pending.append(self._deliver(action))
+                    continue
+                if kind is SendUpstream:
+                    transcript.server_leg(self._now(), "c", action.data)
+                    self._send_upstream(action.data)
+                elif kind is StartTLS:
+                    transcript.event(self._now(), "tls_starting")
+                    self._start_tls()
+                elif kind is Close:
+                    self._close(action.abort)
+                elif kind is CloseUpstream:
+                    self._close_upstream()
+                elif kind is Delay:
+                    self._delay(action.seconds, actions[index + 1:])
+                    return
+                else:
+                    raise TypeError(f"not an action: {action!r}")
+        finally:
+            # Also when an action fails: what was recorded as sent is sent.
+            if pending:
+                self._write(b"".join(pending))
+
+    def _deliver(self, action: Deliver) -> bytes:
         """The message is durable before the reply that confirms it is
-        written (RFC 5321 section 6.1); one that cannot be stored is refused."""
+        written (RFC 5321 section 6.1); one that cannot be stored is refused.
+        Returns the reply, recorded, for L{_run} to write."""
         message = action.message
         try:
             name = self._store(message)
@@ -150,4 +171,4 @@ class Interpreter:
             self._record("message_accepted", **named, bytes=len(message.data), recipients=len(message.recipients))
             reply = action.accepted
         self.transcript.sent(self._now(), reply, self.tls)
-        self._write(reply)
+        return reply

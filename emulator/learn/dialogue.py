@@ -31,7 +31,7 @@ from emulator.capture.transcript import Transcript
 CONNECT = "CONNECT"  # the step the greeting answers
 DATA_END = "DATA_END"  # the step the reply after a message answers
 AUTH_LINE = "AUTH_LINE"  # a line answering a 334 challenge
-_AUTH_VERBS = ("AUTH", "XAUTH")
+_AUTH_VERBS = ("AUTH", "XAUTH", "X-EXPS")  # Exchange 2000/2003's X-EXPS carries credentials too
 
 
 @dataclass(frozen=True)

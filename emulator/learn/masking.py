@@ -24,7 +24,7 @@ from emulator.learn.dialogue import AUTH_LINE, read
 from emulator.middlebox import Middlebox
 
 MASK = b"********"
-_AUTH_VERBS = ("AUTH", "XAUTH")
+_AUTH_VERBS = ("AUTH", "XAUTH", "X-EXPS")  # Exchange 2000/2003's X-EXPS carries credentials too
 
 
 class Recorder(Middlebox):

@@ -65,6 +65,8 @@ class Profile:
     replies: Mapping[str, replies.Reply]
     limits: Limits = Limits()
     require_helo: bool = True
+    helo_resets: bool = True
+    xexch50: sections.Xexch50 = sections.Xexch50()
     quirks: tuple[quirks.Quirk, ...] = ()
     sources: tuple[str, ...] = ()
     notes: str = ""
@@ -282,7 +284,8 @@ def _profile(path: Path, doc: dict, read: sections.Document, partial: bool) -> P
         except replies.ReplyError as e:
             raise schema.invalid(f"replies.{name}", str(e)) from None
     limits = read.limits
-    needed = sections.replies_needed(verbs) | ({"ehlo"} if "EHLO" in verbs else set()) | limits.replies_needed()
+    needed = (sections.replies_needed(verbs, read.xexch50) | ({"ehlo"} if "EHLO" in verbs else set())
+              | limits.replies_needed())
     for name in () if partial else sorted(needed - catalogue.keys()):
         if name in limits.replies_needed():
             raise schema.invalid(f"replies.{name}", "is required by the limits (give it, or set that limit to 0)")
@@ -296,8 +299,9 @@ def _profile(path: Path, doc: dict, read: sections.Document, partial: bool) -> P
     return Profile(
         name=read.name, path=path, product=read.product, version=read.version, describes=read.describes,
         hostname=read.hostname, commands=verbs, ehlo_keywords=read.ehlo_keywords, replies=catalogue,
-        limits=limits, require_helo=read.require_helo, quirks=read.quirks, sources=read.sources,
-        notes=read.notes, tls=read.tls, auth=read.auth, middlebox=read.middlebox, seed=read.seed,
+        limits=limits, require_helo=read.require_helo, helo_resets=read.helo_resets, xexch50=read.xexch50,
+        quirks=read.quirks, sources=read.sources, notes=read.notes, tls=read.tls, auth=read.auth,
+        middlebox=read.middlebox, seed=read.seed,
         document=doc, hooks=_hooks(read.quirks),
         handlers=read.auth.adapt_verbs({verb: sections.VERBS[verb][0] for verb in verbs}),
     )

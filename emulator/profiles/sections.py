@@ -84,6 +84,34 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Xexch50:
+    """How XEXCH50 is answered: Exchange's per-message properties between
+    its servers (KB 812455).
+
+    @ivar blob: false: one fixed reply, C{xexch50}, whatever comes (the 5.x
+        IMS personas).  True, as Exchange 2000/2003: without a login
+        C{xexch50} (C{504 Need to authenticate first}, KB 843106); after one,
+        C{xexch50_ready} (C{354 Send binary data}), a blob of the announced
+        size, then C{xexch50_ok}; a malformed or oversized command gets
+        C{xexch50_syntax}.
+    @ivar command: longest XEXCH50 command line in bytes, CRLF included
+        (KB 812455: "not longer than 50 bytes"); 0: no limit.
+    @ivar max_blob: largest blob in bytes (KB 812455: "cannot be greater
+        than 1 gigabyte"); 0: no limit.
+    """
+
+    blob: bool = False
+    command: Count = 50
+    max_blob: Count = 1 << 30
+
+    def replies_needed(self, verbs) -> set[str]:
+        """Catalogue replies the blob mode adds to XEXCH50's."""
+        if self.blob and "XEXCH50" in verbs:
+            return {"xexch50_ready", "xexch50_ok", "xexch50_syntax", "need_mail"}
+        return set()
+
+
+@dataclass(frozen=True)
 class Document:
     """The keys of a server profile file (after C{extends:} is resolved).
     Every key is optional here; the loader requires the ones a runnable
@@ -104,6 +132,9 @@ class Document:
     replies: Catalogue = field(default_factory=dict)
     limits: Annotated[Limits, keys_called("limit")] = Limits()
     require_helo: bool = True
+    helo_resets: Annotated[bool, Meta(description="true or false (false: KB 251581's repeated HELO keeps the "
+                                                  "transaction)")] = True
+    xexch50: Xexch50 = Xexch50()
     quirks: Annotated[tuple[Quirk, ...], Meta(description="a list of {type, attributes}")] = ()
     seed: Annotated[int, Meta(description="an integer (the seed of the quirks' probabilities)")] | None = None
     # The sections, each owned by its module.
@@ -116,6 +147,7 @@ class Document:
 REQUIRED = ("product", "version", "describes", "hostname", "commands", "replies")
 
 
-def replies_needed(verbs) -> set[str]:
-    """Every catalogue reply a profile with these verbs may send."""
-    return set(commands.CORE_REPLIES).union(*(VERBS[verb][1] for verb in verbs))
+def replies_needed(verbs, xexch50: Xexch50 = Xexch50()) -> set[str]:
+    """Every catalogue reply a profile with these verbs (and this XEXCH50
+    mode) may send."""
+    return set(commands.CORE_REPLIES).union(*(VERBS[verb][1] for verb in verbs), xexch50.replies_needed(verbs))

@@ -138,7 +138,7 @@ _MAIN_CF = """\
     maillog_file_prefixes = {dir}
     syslog_name = postfix-learn-test
     smtpd_banner = $myhostname ESMTP $mail_name
-    # The emulator has no BDAT, so a learned profile cannot list CHUNKING
+    # No session shows BDAT's replies and the rfc5321 base has none, so a learned profile cannot list CHUNKING
     # (docs/own-server.md, "What a learned persona cannot say").
     smtpd_discard_ehlo_keywords = chunking
     """

@@ -1,9 +1,12 @@
 """Chunking invariance: any split of a session's input gives the same replies, events and messages."""
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from emulator.profiles import loader as profiles
 from emulator.testing.harness import Harness
+
+import chunking_persona
 
 PROFILES = profiles.names()
 COMMANDS = [
@@ -40,3 +43,41 @@ def test_any_split_gives_the_same_session(profile, pieces, cuts):
     points = sorted({c % (len(stream) + 1) for c in cuts})
     chunks = [stream[a:b] for a, b in zip([0] + points, points + [len(stream)]) if stream[a:b]]
     assert run(profile, [stream] if stream else []) == run(profile, chunks)
+
+
+# -- BDAT (RFC 3030): counted chunks, cut anywhere ------------------------------------------
+
+_BINARY = st.binary(max_size=60) | st.sampled_from([b"\r\n.\r\n", b".\r\n", b"BDAT 3 LAST\r\n", b"QUIT\r\n", b""])
+
+
+@pytest.fixture(scope="module")
+def chunky(tmp_path_factory):
+    return chunking_persona.load(tmp_path_factory.mktemp("chunky"))
+
+
+def bdat_stream(messages: list[list[bytes]]) -> bytes:
+    """A session sending each message as BDAT chunks, the last one with LAST."""
+    out = [b"EHLO c\r\n"]
+    for chunks in messages:
+        out.append(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+        for i, chunk in enumerate(chunks):
+            last = b" LAST" if i == len(chunks) - 1 else b""
+            out.append(b"BDAT %d%s\r\n" % (len(chunk), last) + chunk)
+    out.append(b"QUIT\r\n")
+    return b"".join(out)
+
+
+@settings(deadline=None)
+@given(st.lists(st.lists(st.lists(_BINARY, max_size=4).map(b"".join), min_size=1, max_size=4), max_size=3),
+       st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
+def test_bdat_any_split_gives_the_same_session(chunky, messages, cuts):
+    """Messages sent as BDAT chunks of any bytes (CRLF.CRLF, command lines and BDAT lines inside a
+    chunk included): fed whole or cut anywhere, the server's bytes, events and messages are the same,
+    and each message is exactly its chunks joined."""
+    stream = bdat_stream(messages)
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    chunks = [stream[a:b] for a, b in zip([0] + points, points + [len(stream)]) if stream[a:b]]
+    whole = run(chunky, [stream])
+    assert whole == run(chunky, chunks)
+    assert [m.data for m in whole[2]] == [b"".join(parts) for parts in messages]
+    assert whole[3] == "close"
