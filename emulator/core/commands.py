@@ -125,7 +125,8 @@ def rcpt(conn, arg: bytes) -> None:
     recipient = parsed[0]
     relay = conn.profile.relay
     if relay is not None and relay.refuses(_text(recipient), conn.session.peer_ip, conn.session.auth_user is not None):
-        # Refused recipients are not counted (KB Q193922: the RCPT is refused).
+        # KB Q193922: the RCPT is refused, the transaction goes on, and the
+        # IMS logged an event naming the peer and the recipient.
         conn.event("relay_denied", recipient=_text(recipient), peer=conn.session.peer_ip)
         conn.reply("relay_denied", recipient=_text(recipient))
         return
