@@ -139,7 +139,20 @@ def test_check_and_show_handle_client_profiles(capsys, tmp_path):
     assert clientprofile.load(copy).tls == clientprofile.load("ims55sp3-w2k-sender").tls
 
 
-def test_passwords_stay_out_of_repr():
-    """The default account's password does not show in a printed persona."""
-    persona = clientprofile.load("ex50-sender")
+def test_passwords_stay_out_of_repr(tmp_path):
+    """A persona's account password does not show in a printed persona (no shipped persona has
+    one: they authenticate only when given an account, so a local file gives it)."""
+    path = tmp_path / "with-account.yaml"
+    path.write_text(clientprofile.resolve("ex50-sender").read_text().replace(
+        "name: ex50-sender", "name: with-account").replace(
+        '  on_failure: "quit"     # [P]\n',
+        '  on_failure: "quit"\n  credentials: {user: "tester", domain: "EXAMPLE", password: "secret"}\n'))
+    persona = clientprofile.load(path)
     assert persona.auth.credentials.password == "secret" and "secret" not in repr(persona)
+
+
+def test_no_sender_persona_has_a_default_account():
+    """One rule for every sender persona: it authenticates only when given an account (--user),
+    as the IMS did only when its connector was set up to (KB Q195201's "configured" sender)."""
+    for name in clientprofile.names():
+        assert clientprofile.load(name).auth.credentials is None, name

@@ -48,7 +48,7 @@ def der(store: CertStore, *names: str, ips: tuple[str, ...] = ()) -> bytes:
 def test_ex50_sender_quits_without_xauth_before_the_fix(local):
     """Q195201 (issue 5: ims55sp1): a 5.0 sender quits when EHLO lacks XAUTH, and reports its NDR."""
     harness = Harness(local_servers.ims55sp1_like(local))
-    result = converse("ex50-sender", harness)
+    result = converse("ex50-sender", harness, credentials=TESTER)
     assert not result.delivered and result.status == 1
     assert result.outcome.failure == "no_auth" and result.outcome.report == NDR
     human = result.transcript.human()
@@ -60,7 +60,7 @@ def test_ex50_sender_quits_without_xauth_before_the_fix(local):
 def test_ex50_sender_delivers_through_xauth_after_the_fix(local):
     """Q195201 (issue 5: ims55sp2 with XAUTH): against a fixed 5.5 the 5.0 sender authenticates with XAUTH NTLM."""
     harness = Harness(local_servers.ims55_fixed_like(local))
-    result = converse("ex50-sender", harness)
+    result = converse("ex50-sender", harness, credentials=TESTER)
     assert result.delivered and result.status == 0
     human = result.transcript.human()
     assert "-> XAUTH NTLM TlRMTVNTUAAB" in human  # NEGOTIATE as initial response

@@ -108,10 +108,11 @@ def test_iis4_requires_tls_and_128_bits():
 
 
 def test_iis4_greeting_is_multi_line_with_date_and_version():
-    """IIS 4.0 greets with the nmap-known two-line banner (Q198415 'ESMTP spoken here')."""
+    """IIS 4.0 greets with the nmap-known two-line banner (Q198415 'ESMTP spoken here'),
+    with the service's five-part version (Received headers: SMTPSVC(5.5.1877.197.19))."""
     assert Harness("iis4-smtp-128bit").connect() == (
         b"220-iis4.example.test Microsoft SMTP MAIL ready at Mon, 23 Nov 2026 10:00:00 +0000 "
-        b"Version: 5.5.1877.19\r\n220 ESMTP spoken here\r\n")
+        b"Version: 5.5.1877.197.19\r\n220 ESMTP spoken here\r\n")
 
 
 CLIENT_HELLO = bytes.fromhex("160301") + b"\x00\xf1\x01\x00\x00\xed\x03\x03" + bytes(range(32)) + b"\x0a" * 3

@@ -75,7 +75,8 @@ def _greet(conn, arg: bytes, esmtp: bool) -> None:
     # captured list's order); the rest are appended.  Either way they show
     # only when advertised, and never again once inside TLS (RFC 3207 4.2).
     placed = [k for k in tls.keywords if k in keywords]
-    if not conn.session.tls and "STARTTLS" in conn.server.verbs and tls.advertised(conn.server.tls_available):
+    if (not conn.session.tls and "STARTTLS" in conn.server.verbs and tls.advertised(conn.server.tls_available)
+            and tls.offered_to(conn.session.peer_ip, _text(arg))):
         keywords += [k for k in tls.keywords if k not in placed]
     elif placed:
         keywords = [k for k in keywords if k not in placed]
@@ -112,14 +113,20 @@ def mail(conn, arg: bytes) -> None:
     conn.envelope.sender = sender
     conn.envelope.mail_params = params
     conn.envelope.binarymime = conn.server.binarymime and _BINARYMIME.search(params) is not None
-    if size:
+    if params.strip() and "mail_ok_parameters" in conn.profile.replies:
+        # A product that echoed the parameters (Netscape 3.0: "... and
+        # extensions (AUTH=<a>) Ok"); optional in the catalogue.
+        conn.reply("mail_ok_parameters", sender=_text(sender), parameters=_text(params.strip()))
+    elif size:
         conn.reply("mail_ok_size", sender=_text(sender), size=_text(size.group(1)))
     else:
         conn.reply("mail_ok", sender=_text(sender))
 
 
 def rcpt(conn, arg: bytes) -> None:
-    """RCPT TO (RFC 5321 section 4.1.1.3)."""
+    """RCPT TO (RFC 5321 section 4.1.1.3); with the profile's C{relay:}
+    rules, a recipient the server would have to relay for this peer gets
+    C{relay_denied} (L{emulator.core.relay})."""
     if conn.envelope.sender is None:
         conn.reply("need_mail")
         return
@@ -128,6 +135,13 @@ def rcpt(conn, arg: bytes) -> None:
         conn.reply("syntax_rcpt", argument=_text(arg))
         return
     recipient = parsed[0]
+    relay = conn.profile.relay
+    if relay is not None and relay.refuses(_text(recipient), conn.session.peer_ip, conn.session.auth_user is not None):
+        # KB Q193922: the RCPT is refused, the transaction goes on, and the
+        # IMS logged an event naming the peer and the recipient.
+        conn.event("relay_denied", recipient=_text(recipient), peer=conn.session.peer_ip)
+        conn.reply("relay_denied", recipient=_text(recipient))
+        return
     limit = conn.profile.limits.recipients
     if limit and len(conn.envelope.recipients) >= limit:
         conn.reply("too_many_recipients", recipient=_text(recipient), limit=str(limit))
@@ -273,7 +287,9 @@ def starttls(conn, arg: bytes) -> None:
         conn.reply("bad_sequence")
     elif arg.strip():
         conn.reply("syntax_starttls")
-    elif not conn.server.tls_available:
+    elif not conn.server.tls_available or not conn.server.tls.offered_to(conn.session.peer_ip,
+                                                                        _text(conn.session.helo or b"")):
+        # Not offered to this peer (KB Q260065, Q255753) is not available either [P].
         conn.reply("tls_unavailable")
     else:
         conn.reply("tls_ready")
@@ -286,7 +302,7 @@ VERBS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "HELO": (helo, ("helo", "syntax_helo")),
     "EHLO": (ehlo, ("ehlo", "syntax_helo")),
     "MAIL": (mail, ("mail_ok", "mail_ok_size", "need_helo", "nested_mail", "syntax_mail",
-                    "message_too_big")),
+                    "message_too_big")),  # and mail_ok_parameters, when the catalogue has it
     "RCPT": (rcpt, ("rcpt_ok", "need_mail", "syntax_rcpt", "too_many_recipients")),
     "DATA": (data, ("data_start", "need_mail", "need_rcpt", "syntax_data", "data_ok",
                     "data_failed", "message_too_big")),

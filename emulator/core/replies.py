@@ -25,6 +25,7 @@ FIELDS = {
     "sender": "the reverse-path of MAIL FROM, without angle brackets",
     "recipient": "the forward-path of RCPT TO, without angle brackets",
     "size": "the SIZE= parameter of MAIL FROM; the size of a BDAT chunk",
+    "parameters": "the parameters of MAIL FROM after the path, as sent (SIZE=1460 AUTH=<a>)",
     "verb": "the command verb as the client sent it",
     "argument": "the command argument as the client sent it",
     "version": "the profile's product version string",

@@ -2,8 +2,8 @@
 What to serve, said once, and the one way to build it.
 
 A L{Recipe} names a profile and everything that changes how it is served
-(accounts, host name, middlebox, upstream, seed, faults, certificates,
-stores).  Every way of serving builds from one:
+(accounts, relay rules, host name, middlebox, upstream, seed, faults,
+certificates, stores).  Every way of serving builds from one:
 
  - C{twistd emulator} and C{emulator serve} (L{emulator.host.tap.emulation}),
    the control API's profile switch (L{emulator.control.listeners.Control}),
@@ -21,6 +21,7 @@ what opens the Maildir and may generate certificates.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 from emulator import middlebox as middleboxes
 from emulator.auth import mechanisms as auth
 from emulator.core.connection import Server
+from emulator.core.relay import RelayRules
 from emulator.profiles import loader as profiles
 
 DEFAULT_PROFILE = "ims55sp4"
@@ -56,6 +58,11 @@ class Recipe:
         (default: memory only).
     @ivar log_format: the connection log: C{text} (twisted.logger) or
         C{json} (one object per line on standard output).
+    @ivar local_domains: domains added to the profile's C{relay:
+        local_domains} (C{--local-domain}); with them or C{relay_from}, a
+        profile without a C{relay:} section gets one.
+    @ivar relay_from: networks (C{ADDRESS/PREFIX}) added to its C{relay:
+        relay_from} (C{--relay-from}).
     """
 
     profile: str | Path | profiles.Profile = DEFAULT_PROFILE
@@ -72,13 +79,16 @@ class Recipe:
     fsync: bool = False
     transcripts: Path | None = None
     log_format: str = "text"
+    local_domains: tuple = ()
+    relay_from: tuple = ()
 
     def loaded(self) -> profiles.Profile:
-        """The profile, loaded, with the accounts added.
+        """The profile, loaded, with the accounts and relay rules added.
 
         @raise emulator.profiles.loader.ProfileError: no such profile, or it does not load.
+        @raise ValueError: a bad relay entry, or a profile that cannot refuse relaying.
         """
-        return load_profile(self.profile, self.accounts)
+        return with_relay(load_profile(self.profile, self.accounts), self.local_domains, self.relay_from)
 
     def loaded_middlebox(self):
         """The middlebox given (loaded if named), or None for the profile's own.
@@ -100,6 +110,23 @@ def load_profile(profile, accounts=()) -> profiles.Profile:
     """A profile given by name, path or as loaded, with C{accounts} added."""
     loaded = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
     return auth.with_accounts(loaded, accounts)
+
+
+def with_relay(profile: profiles.Profile, local_domains=(), relay_from=()) -> profiles.Profile:
+    """C{profile} with C{local_domains} and C{relay_from} added to its
+    C{relay:} rules (a section is made if it has none); unchanged when both
+    are empty.
+
+    @raise ValueError: an entry that is not a domain or C{ADDRESS/PREFIX},
+        or a profile with no RCPT or no C{relay_denied} reply to refuse with.
+    """
+    if not local_domains and not relay_from:
+        return profile
+    if "RCPT" not in profile.commands or "relay_denied" not in profile.replies:
+        raise ValueError(f"profile {profile.name} has no relay_denied reply to refuse relaying with "
+                         "(add one under replies:)")
+    rules = (profile.relay or RelayRules()).with_options(local_domains, relay_from)
+    return dataclasses.replace(profile, relay=rules)
 
 
 def seed_for(profile: profiles.Profile, seed: int | None) -> int:

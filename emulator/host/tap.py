@@ -135,6 +135,42 @@ class Options(usage.Options):
         except ValueError as e:  # never echo the argument: it holds a password
             raise usage.UsageError(f"--account: {e}") from None
 
+    # -- fidelity options: relay refusal and the slow banner (KB Q193922, Q286375) --
+
+    def opt_local_domain(self, domain: str) -> None:
+        """A domain whose recipients are taken from anyone; RCPT to any other gets the profile's relay_denied unless the peer is allowed by --relay-from (repeatable; adds to the profile's relay: section)"""
+        self.setdefault("local-domain", []).append(domain)
+
+    def opt_relay_from(self, network: str) -> None:
+        """ADDRESS/PREFIX of peers that may relay to any domain, e.g. 192.0.2.0/24 (repeatable)"""
+        self.setdefault("relay-from", []).append(network)
+
+    def opt_slow_banner(self, seconds: str) -> None:
+        """Wait this many seconds before the 220 greeting, as a slow IMS did (KB Q286375, Q258745: 5 to 20 s); the same as --fault connect:delay=SECONDS"""
+        from emulator.quirks.spec import FaultError, parse
+
+        try:
+            self["fault"].append(parse(f"connect:delay={seconds}"))
+        except FaultError:
+            raise usage.UsageError(f"--slow-banner: {seconds!r} is not a number of seconds, 0 or more") from None
+
+    def _relay_options(self) -> None:
+        """Add --local-domain/--relay-from to the loaded profile's relay rules."""
+        from emulator.host.recipe import with_relay
+
+        domains, networks = tuple(self.get("local-domain", ())), tuple(self.get("relay-from", ()))
+        if (domains or networks) and self["upstream"]:
+            raise usage.UsageError("--local-domain/--relay-from act on the emulated server; proxy mode (--upstream) serves none")
+        try:
+            self["loaded_profile"] = with_relay(self["loaded_profile"], domains, networks)
+        except ValueError as e:
+            text = str(e)
+            option = ("--relay-from" if "ADDRESS/PREFIX" in text else
+                      "--local-domain" if "domain name" in text else "--local-domain/--relay-from")
+            raise usage.UsageError(f"{option}: {e}") from None
+
+    # -- end of the fidelity options --
+
     def postOptions(self) -> None:
         if not self["listen"] and not self["listen-tls"]:
             self["listen"] = [DEFAULT_LISTEN]
@@ -169,6 +205,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--account: profile {self['profile']} has no AUTH or XAUTH")
         self["loaded_profile"] = load_profile(self["loaded_profile"], self["accounts"])
         _middlebox_options(self)
+        self._relay_options()
         tls = self["loaded_profile"].tls
         if self["listen-tls"] and not tls.implicit:
             raise usage.UsageError(

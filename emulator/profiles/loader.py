@@ -28,6 +28,7 @@ import yaml
 from emulator import quirks, schema
 from emulator.auth.mechanisms import AuthSettings
 from emulator.core import commands, replies
+from emulator.core.relay import RelayRules
 from emulator.middlebox import Middlebox
 from emulator.profiles import sections
 from emulator.profiles.sections import Limits
@@ -50,6 +51,8 @@ class Profile:
     @ivar tls: the C{tls:} section (L{emulator.tls.config}).
     @ivar auth: the C{auth:} section (L{emulator.auth.mechanisms}).
     @ivar middlebox: the C{middlebox:} section, or None (L{emulator.middlebox}).
+    @ivar relay: the C{relay:} section, or None: every recipient is taken
+        (L{emulator.core.relay}).
     @ivar handlers: the verb table of C{commands}: verb -> handler, MAIL
         gated by C{auth: required} (L{AuthSettings.adapt_verbs}).
     """
@@ -73,6 +76,7 @@ class Profile:
     tls: TLSConfig = TLSConfig()
     auth: AuthSettings = AuthSettings()
     middlebox: Middlebox | None = None
+    relay: RelayRules | None = None
     seed: int | None = None
     document: Mapping[str, Any] = field(default_factory=dict, repr=False)
     hooks: Mapping[str, tuple] = field(default_factory=dict, repr=False)
@@ -295,13 +299,18 @@ def _profile(path: Path, doc: dict, read: sections.Document, partial: bool) -> P
             getattr(read, key).validate(verbs, catalogue)
         except schema.SchemaError as e:
             raise e.within(key) from None
+    if read.relay is not None and not partial:
+        if "RCPT" not in verbs:
+            raise schema.invalid("relay", "refuses recipients, but commands: lacks RCPT")
+        if "relay_denied" not in catalogue:
+            raise schema.invalid("relay", "needs a relay_denied reply in replies: (the product's refusal at RCPT)")
     doc = {"replies": {}, "commands": [], **doc}
     return Profile(
         name=read.name, path=path, product=read.product, version=read.version, describes=read.describes,
         hostname=read.hostname, commands=verbs, ehlo_keywords=read.ehlo_keywords, replies=catalogue,
         limits=limits, require_helo=read.require_helo, helo_resets=read.helo_resets, xexch50=read.xexch50,
         quirks=read.quirks, sources=read.sources, notes=read.notes, tls=read.tls, auth=read.auth,
-        middlebox=read.middlebox, seed=read.seed,
+        middlebox=read.middlebox, relay=read.relay, seed=read.seed,
         document=doc, hooks=_hooks(read.quirks),
         handlers=read.auth.adapt_verbs({verb: sections.VERBS[verb][0] for verb in verbs}),
     )

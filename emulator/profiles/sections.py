@@ -1,7 +1,7 @@
 """
 What a server profile file may hold, named in one place: every top-level key
 with its type, the modules that own the sections (C{tls:}, C{auth:},
-C{middlebox:}), the quirk and middlebox families, and the verb table (the
+C{middlebox:}, C{relay:}), the quirk and middlebox families, and the verb table (the
 core's verbs and authentication's).  Nothing registers itself elsewhere: a
 new section, family or verb module is added here.
 
@@ -20,6 +20,7 @@ from emulator import middlebox, quirks
 from emulator.auth import mechanisms
 from emulator.auth.mechanisms import AuthSettings
 from emulator.core import commands
+from emulator.core.relay import RelayRules
 from emulator.middlebox import Middlebox
 from emulator.quirks import Quirk
 from emulator.schema import Count, Family, Timeout, keys_called
@@ -141,6 +142,7 @@ class Document:
     tls: TLSConfig = TLSConfig()
     auth: AuthSettings = AuthSettings()
     middlebox: Middlebox | None = None
+    relay: RelayRules | None = None
 
 
 #: The keys a runnable (not abstract) profile must have.

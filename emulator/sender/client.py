@@ -290,8 +290,23 @@ class ClientConnection:
         self._close()
         return self._flush()
 
+    def wait_limit(self) -> float | None:
+        """Seconds the persona itself waits for the reply it awaits, or None
+        for the host's timeout: the greeting's C{banner_timeout} (KB Q175982)."""
+        limit = self.persona.banner_timeout
+        if self._on_reply == self._greeting and not self.closed and isinstance(limit, (int, float)):
+            return float(limit)
+        return None
+
     def timed_out(self) -> list[Action]:
         """The host waited for the server too long."""
+        if not self.closed and self._on_reply == self._greeting:
+            # Q175982: the fixed IMS drops the connection after its banner
+            # wait; the leaking one never would (the host stopped it).
+            limit = self.persona.banner_timeout
+            self.event("banner_timeout", waited=limit if limit is not None else "the host's timeout",
+                       **({"note": "the persona never gives up (KB Q175982); stopped by the host"}
+                          if limit == "never" else {}))
         if not self.closed:
             self._fail("timeout", "no reply from the server in time")
             self._close()

@@ -112,8 +112,15 @@ def parse_endpoint(text: str, default_port: int) -> tuple[str, int]:
 
 
 def default_message(persona: ClientProfile, sender: str, recipients: Iterable[str]) -> bytes:
-    """A small message naming the persona, for when none is given."""
-    return (f"From: <{sender}>\r\nTo: {', '.join(f'<{r}>' for r in recipients)}\r\n"
+    """A small message naming the persona, for when none is given; with the
+    persona's C{unfolded_to_line}, its To: header is one line that long,
+    listing the forwarding rule's members after the recipients (KB Q288240)."""
+    to = f"To: {', '.join(f'<{r}>' for r in recipients)}"
+    member = 0
+    while len(to) < persona.unfolded_to_line:  # bounded: each pass adds at least 20 characters
+        member += 1
+        to += f", <member{member:04d}@example.org>"
+    return (f"From: <{sender}>\r\n{to}\r\n"
             f"Subject: test message from the {persona.name} persona\r\n\r\n"
             f"Sent by `emulator send` as {persona.product} {persona.version}.\r\n").encode("latin-1", "replace")
 
@@ -211,7 +218,8 @@ def _drive(client: ClientConnection, link, transcript: Transcript) -> None:
             if client.closed:
                 break
             try:
-                data = link.read()
+                wait_limit = getattr(client, "wait_limit", None)
+                data = link.read(wait_limit() if wait_limit else None)
             except TimeoutError:
                 transcript.event(now(), "timeout")
                 queue.extend(client.timed_out())
@@ -279,7 +287,15 @@ class _SocketLink:
             self._ssl.write(data)
             self._flush()
 
-    def read(self) -> bytes:
+    def read(self, limit: float | None = None) -> bytes:
+        """The next bytes; C{limit} seconds replaces the socket's timeout for this wait."""
+        if limit is not None and self._ssl is None:
+            default = self.sock.gettimeout()
+            self.sock.settimeout(limit)
+            try:
+                return self.sock.recv(65536)
+            finally:
+                self.sock.settimeout(default)
         if self._ssl is None:
             return self.sock.recv(65536)
         for _ in range(_MAX_STEPS):
@@ -347,14 +363,28 @@ class _HarnessLink:
         self.certificate = certificate
         self.tls = False
         self._pending = bytearray()
+        self._delay = 0.0
 
     def open(self) -> None:
-        self._pending += self.harness.connect()
+        self._timed(self.harness.connect)
 
     def write(self, data: bytes) -> None:
-        self._pending += self.harness.send(data)
+        self._timed(self.harness.send, data)
 
-    def read(self) -> bytes:
+    def _timed(self, step, *args) -> None:
+        """Run a server step; add the seconds of the delays it asked for (no
+        time passes in memory) to the wait before its bytes."""
+        before = len(self.harness.delays)
+        self._pending += step(*args)
+        self._delay += sum(self.harness.delays[before:])
+
+    def read(self, limit: float | None = None) -> bytes:
+        """What the server wrote; a C{limit} shorter than the delays the
+        server asked for before it is a timeout, as on a real connection."""
+        delay, self._delay = self._delay, 0.0
+        if self._pending and limit is not None and delay > limit:
+            self._pending.clear()
+            raise TimeoutError(f"the server's reply came after {delay:g} s")
         if self._pending:
             data = bytes(self._pending)
             self._pending.clear()

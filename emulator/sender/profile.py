@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Mapping
 
+from msgspec import Meta
+
 from emulator import schema
 from emulator.profiles import loader as profiles
 from emulator.profiles.loader import ProfileError
@@ -147,7 +149,17 @@ class ClientTLS:
 @dataclass(frozen=True)
 class ClientProfile:
     """A loaded, validated client profile (a sender persona): the keys of
-    its file (read by L{emulator.schema}) and the C{path} it came from."""
+    its file (read by L{emulator.schema}) and the C{path} it came from.
+
+    @ivar banner_timeout: seconds the persona waits for the greeting before
+        it drops the connection (the 5.x IMS: 5 minutes, KB Q175982); C{never}
+        for the leak of that KB (it never gave up; the host stops it at its
+        own timeout); None: the host's timeout, as for every other wait.
+    @ivar unfolded_to_line: 0, or the length of one unfolded C{To:} header
+        line that the persona's default message carries, as a 5.5 IMS wrote
+        for a message forwarded by a rule to many recipients (KB Q288240;
+        over 1,000 characters breaks RFC 5322's line limit).
+    """
 
     name: str
     path: Path
@@ -165,6 +177,8 @@ class ClientProfile:
     tls: ClientTLS = ClientTLS()
     auth: ClientAuth = ClientAuth()
     reports: Mapping[str, str] = field(default_factory=dict)
+    banner_timeout: Annotated[float, Meta(gt=0)] | Literal["never"] | None = None
+    unfolded_to_line: Annotated[int, Meta(ge=0)] = 0
 
     def __post_init__(self):
         if not self.sources:

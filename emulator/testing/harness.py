@@ -85,14 +85,16 @@ class Harness(InMemory):
 
     C{accounts} are added to the profile's (C{"user:password"},
     C{"DOMAIN\\user:password"} or L{emulator.auth.accounts.Account}), as
-    C{--account} does.
+    C{--account} does; C{local_domains} and C{relay_from} are added to its
+    relay rules, as C{--local-domain} and C{--relay-from} do.
     """
 
     def __init__(self, profile, *, tls_available: bool = False, peer=("192.0.2.10", 1025),
                  hostname: str | None = None, server: Server | None = None, session_id: str = "s1",
-                 accounts=(), seed: int = 0, faults=()):
+                 accounts=(), seed: int = 0, faults=(), local_domains=(), relay_from=()):
         if server is None:
-            recipe = Recipe(profile, accounts=tuple(accounts), hostname=hostname, seed=seed, faults=tuple(faults))
+            recipe = Recipe(profile, accounts=tuple(accounts), hostname=hostname, seed=seed, faults=tuple(faults),
+                            local_domains=tuple(local_domains), relay_from=tuple(relay_from))
             server = recipe.server(tls_available=tls_available)
         self.server = server
         self.conn = ServerConnection(server, peer=peer, session_id=session_id, date=DATE)

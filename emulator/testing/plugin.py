@@ -31,7 +31,7 @@ import pytest
 
 _POOL = pytest.StashKey()
 _MARKER = ("legacy_smtp(profile='ims55sp4', *, tls=False, implicit_tls=False, hostname=None, middlebox=None, "
-           "accounts=()): "
+           "accounts=(), local_domains=(), relay_from=()): "
            "serve PROFILE to the test's legacy_smtp fixture")
 
 

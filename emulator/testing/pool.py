@@ -27,7 +27,7 @@ from pathlib import Path
 
 from emulator.control.listeners import headed
 from emulator.host.emulation import build
-from emulator.host.recipe import DEFAULT_PROFILE, Recipe, load_profile
+from emulator.host.recipe import DEFAULT_PROFILE, Recipe, load_profile, with_relay
 from emulator.profiles import loader as profiles
 from emulator.testing.harness import ReactorThread, listen
 
@@ -76,7 +76,7 @@ class ServerPool:
         return LegacySMTP(self).start(profile, **options)
 
     def acquire(self, profile, *, tls: bool = False, implicit_tls: bool = False, hostname: str | None = None,
-                middlebox=None, accounts=()) -> _Server:
+                middlebox=None, accounts=(), local_domains=(), relay_from=()) -> _Server:
         """The pooled server for these options: started on first use, reset
         on the first use in each test."""
         loaded = self._load(profile)
@@ -84,8 +84,9 @@ class ServerPool:
         # server keeps them, so an id is never reused while it is the key.
         objects = tuple(o for o in (profile, middlebox) if o is not None and not isinstance(o, str))
         key = (profile if isinstance(profile, str) else id(profile), bool(tls), bool(implicit_tls), hostname,
-               middlebox if middlebox is None or isinstance(middlebox, str) else id(middlebox), tuple(accounts))
-        loaded = load_profile(loaded, accounts)
+               middlebox if middlebox is None or isinstance(middlebox, str) else id(middlebox), tuple(accounts),
+               tuple(local_domains), tuple(relay_from))
+        loaded = with_relay(load_profile(loaded, accounts), tuple(local_domains), tuple(relay_from))
         server = self._servers.get(key)
         if server is None:
             server = self._servers[key] = self._listen(loaded, tls=tls, implicit_tls=implicit_tls, hostname=hostname,
@@ -241,7 +242,7 @@ class LegacySMTP:
 
     def start(self, profile: str | profiles.Profile = DEFAULT_PROFILE, *, tls: bool = False,
               implicit_tls: bool = False, hostname: str | None = None, middlebox=None,
-              accounts=()) -> "LegacySMTP":
+              accounts=(), local_domains=(), relay_from=()) -> "LegacySMTP":
         """Serve C{profile} (a name from C{emulator profiles}, a path, or a
         loaded profile) on 127.0.0.1, reusing the session's server for the
         same arguments (reset), and return this handle.
@@ -258,11 +259,17 @@ class LegacySMTP:
             default: the profile's own C{middlebox:} section, if any.
         @param accounts: accounts added to the profile's (C{"user:password"},
             C{"DOMAIN\\user:password"} or L{emulator.auth.accounts.Account}), as C{--account} does.
+        @param local_domains: domains whose recipients anyone may send to;
+            RCPT to another domain gets the profile's C{relay_denied} unless
+            the client's address is in C{relay_from} (as C{--local-domain}).
+        @param relay_from: C{ADDRESS/PREFIX} networks allowed to relay (as
+            C{--relay-from}); the client of a test comes from 127.0.0.1.
         @raise emulator.profiles.loader.ProfileError: an unknown or broken profile or middlebox.
-        @raise ValueError: the profile cannot be served that way.
+        @raise ValueError: the profile cannot be served that way (or a bad relay entry).
         """
         self._server = self._pool.acquire(profile, tls=tls, implicit_tls=implicit_tls, hostname=hostname,
-                                          middlebox=middlebox, accounts=accounts)
+                                          middlebox=middlebox, accounts=accounts, local_domains=local_domains,
+                                          relay_from=relay_from)
         return self
 
     @property

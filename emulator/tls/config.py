@@ -70,6 +70,13 @@ class TLSConfig:
         "Exchange Server still will not respond").
     @ivar handshake_timeout: seconds a handshake may take before the server
         gives up on the connection (more than 0: a timeout is never off).
+    @ivar hide_on_loopback: never offer TLS to a peer on a loopback address
+        (127.0.0.1, ::1): the Exchange 5.x IMS "by design" (KB Q260065).  Off
+        by default, since the emulator itself is reached on loopback.
+    @ivar ehlo_domains: when given, TLS is offered only to an EHLO whose
+        argument is one of these domains or below one: the IMS with SSL set
+        up per remote domain (KB Q255753: "you must enter the domain name
+        after the first EHLO").
     """
 
     certificate: Literal["none", "generated", "files"] = "none"
@@ -93,6 +100,8 @@ class TLSConfig:
     min_bits: Size = 0
     client_hello_on_plaintext: Literal["process", "ignore"] = "process"
     handshake_timeout: Timeout = 30.0
+    hide_on_loopback: bool = False
+    ehlo_domains: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.certificate == "files" and not (self.cert_file and self.key_file):
@@ -110,6 +119,16 @@ class TLSConfig:
         """Whether EHLO lists the TLS keywords on a listener with or without a certificate."""
         rule = self.advertise_behind_proxy if self.behind_proxy and self.advertise_behind_proxy else self.advertise
         return rule == "always" or (rule == "with_certificate" and have_certificate)
+
+    def offered_to(self, peer_ip: str, helo: str) -> bool:
+        """Whether TLS is offered to this peer after this EHLO argument (the
+        rules of KB Q260065 and Q255753; C{advertised} decides the rest)."""
+        if self.hide_on_loopback and _is_loopback(peer_ip):
+            return False
+        if self.ehlo_domains:
+            name = helo.lower().rstrip(".")
+            return any(name == d.lower() or name.endswith("." + d.lower()) for d in self.ehlo_domains)
+        return True
 
     def split_names(self, hostname: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The generated certificate's (DNS names, IP addresses)."""
@@ -130,3 +149,12 @@ class TLSConfig:
                 raise invalid("certificate", "a certificate without STARTTLS in commands: or implicit: true")
         if self.required and "tls_required" not in catalogue:
             raise invalid("required", "needs a tls_required reply in replies:")
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
