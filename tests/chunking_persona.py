@@ -21,6 +21,7 @@ replies:
   bdat_sequence: "503 5.5.2 Bad sequence of commands"
   atrn: "502 5.3.3 Command not implemented"
   xlink2state: "250 2.0.0 OK"
+  xexch50: "504 Need to authenticate first"
   xexch50_ready: "354 Send binary data"
   xexch50_ok: "250 2.0.0 OK"
   xexch50_syntax: "501 5.5.4 Invalid arguments"

@@ -25,7 +25,7 @@ def harness(tmp_path, extra=""):
 
 def test_fixed_xexch50_is_the_default(tmp_path):
     """Without xexch50: blob the verb keeps its one fixed reply, whatever follows and whoever asks
-    (the 5.x personas: exchange55's 504)."""
+    (the 5.x personas; the test persona gives Exchange 2000's 504 as its fixed text)."""
     h = harness(tmp_path)
     h.send(LOGIN + b"MAIL FROM:<a@b>\r\n")
     assert h.send(b"XEXCH50 2 2\r\nNOOP\r\n") == b"504 Need to authenticate first\r\n250 OK\r\n"
