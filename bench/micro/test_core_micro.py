@@ -11,8 +11,8 @@ from emulator.profiles import loader as profiles
 from emulator.core.replies import render
 from emulator.core.connection import Server, ServerConnection
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-import chunking_persona  # noqa: E402 (tests/chunking_persona.py: a persona with CHUNKING)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "support"))
+import chunking_persona  # noqa: E402 (tests/support/chunking_persona.py: a persona with CHUNKING)
 
 SERVER = Server(profiles.load("ims55sp4"))
 SESSION = [b"EHLO client.example\r\n", b"MAIL FROM:<a@example.org> SIZE=400\r\n", b"RCPT TO:<b@example.test>\r\n",

@@ -30,7 +30,7 @@ from emulator.capture.files import write_all, write_atomically
 
 # Estimated bytes a kept entry holds besides its message bytes (memory
 # only) or its name (with a Maildir): the objects around them, measured
-# with tracemalloc (tests/test_budget.py checks the estimates).
+# with tracemalloc (tests/unit/capture/test_budget.py checks the estimates).
 _MESSAGE_OVERHEAD = 512
 _SUMMARY_OVERHEAD = 200
 

@@ -231,7 +231,7 @@ def escape(data: bytes) -> str:
 
 # Estimated bytes a kept transcript holds besides its data bytes (per
 # record, and per session), and a kept summary of one on disk; measured
-# with tracemalloc (tests/test_budget.py checks the estimates).
+# with tracemalloc (tests/unit/capture/test_budget.py checks the estimates).
 _RECORD_OVERHEAD = 220
 _SESSION_OVERHEAD = 512
 _SUMMARY_OVERHEAD = 350

@@ -170,7 +170,7 @@ def write_now(transport, data: bytes) -> None:
     C{dataBuffer} and C{_tempDataLen} of
     L{twisted.internet.abstract.FileDescriptor}, here and nowhere else; were
     a Twisted release to drop C{_tempDataLen}, every write would take
-    Twisted's path again, and tests/test_edge.py would fail.  Any socket
+    Twisted's path again, and tests/unit/host/test_edge.py would fail.  Any socket
     error sends nothing: C{transport.write} then meets it and reports it the
     usual way, through C{connectionLost}.
     """

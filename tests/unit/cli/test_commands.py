@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from emulator import cli
+from hosts import read_lines_until
 
 
 def run(capsys, *argv):
@@ -71,21 +72,7 @@ def test_errors_are_one_line_and_a_non_zero_exit(capsys, argv, status, message):
     assert err.startswith(message), err
 
 
-def read_lines_until(stream, count, pattern, deadline):
-    """Lines from C{stream} until C{count} of them match C{pattern}, or the deadline."""
-    selector = selectors.DefaultSelector()
-    selector.register(stream, selectors.EVENT_READ)
-    lines, buffer = [], b""
-    while sum(1 for line in lines if re.search(pattern, line)) < count:
-        left = deadline - time.monotonic()
-        assert left > 0, f"timed out; got {lines}"
-        if selector.select(left):
-            chunk = stream.read1(4096)
-            assert chunk, f"process ended; got {lines}"
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            lines += [line.decode() for line in complete]
-    return lines
+
 
 
 @pytest.mark.e2e

@@ -9,7 +9,7 @@ from emulator.auth.mechanisms import AuthSettings
 from emulator.auth.ntlm import Account
 from emulator.profiles.loader import ProfileError
 
-from test_profiles import GOOD as MINIMAL
+from profile_texts import GOOD as MINIMAL
 
 # The minimal profile of test_profiles, with AUTH and what it needs.
 GOOD = MINIMAL.format(name="mini").replace("commands: [HELO, QUIT]", "commands: [HELO, QUIT, AUTH]") + """\

@@ -1,5 +1,5 @@
 """CHUNKING/BDAT and BINARYMIME (RFC 3030) in the sans-IO core: byte transcripts on a test persona
-(tests/chunking_persona.py) whose texts come from its catalogue."""
+(tests/support/chunking_persona.py) whose texts come from its catalogue."""
 
 import pytest
 

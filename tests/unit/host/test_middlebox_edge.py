@@ -169,7 +169,7 @@ def test_help_and_docs_document_the_middlebox_options_and_types():
 
     text = str(Options())
     assert "--middlebox=" in text and "--upstream=" in text
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[3]
     page = (root / "docs" / "middleboxes.md").read_text()
     readme = (root / "README.md").read_text()
     for name in middlebox.types_():

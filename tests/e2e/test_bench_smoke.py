@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"^-?[0-9][0-9,]*(\.[0-9]+)?( |$)")
 RATIO = re.compile(r"^([0-9]+\.[0-9]{2}×|n/a)$")
 

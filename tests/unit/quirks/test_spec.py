@@ -17,7 +17,7 @@ from emulator.quirks.spec import FaultError, attributes, catalogue, parse, types
 from emulator.host.protocol import EventLog
 from emulator.quirks.faults import Fault
 
-FAULTS_PAGE = Path(__file__).parent.parent / "docs" / "quirks-and-faults.md"
+FAULTS_PAGE = Path(__file__).parents[3] / "docs" / "quirks-and-faults.md"
 
 
 class _Sink:

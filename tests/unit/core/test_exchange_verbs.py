@@ -1,6 +1,6 @@
 """Exchange 2000/2003's own verbs and habits in the core, as profile data: XEXCH50's blob
 (KB 843106, KB 812455), X-LINK2STATE, ATRN, KB 251581's repeated HELO, and pipelined groups
-(RFC 2920) answered in order in one write.  Byte transcripts on tests/chunking_persona.py."""
+(RFC 2920) answered in order in one write.  Byte transcripts on tests/support/chunking_persona.py."""
 
 import base64
 
@@ -10,7 +10,7 @@ from emulator.core.connection import ServerConnection
 from emulator.testing.harness import Harness
 
 import chunking_persona
-from test_interpreter import Wire
+from hosts import Wire
 
 BLOB = "xexch50: {blob: true}\n"
 LOGIN = (b"AUTH LOGIN\r\n" + base64.b64encode(b"tester") + b"\r\n" + base64.b64encode(b"secret") + b"\r\n")

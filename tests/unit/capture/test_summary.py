@@ -132,5 +132,5 @@ def test_outcomes_are_the_documented_ones():
     import json
     from pathlib import Path
 
-    document = json.loads((Path(__file__).parents[1] / "emulator" / "control" / "openapi.json").read_text())
+    document = json.loads((Path(__file__).parents[3] / "emulator" / "control" / "openapi.json").read_text())
     assert document["components"]["schemas"]["SessionSummary"]["properties"]["outcome"]["enum"] == list(OUTCOMES)

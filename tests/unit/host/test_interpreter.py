@@ -19,44 +19,12 @@ from emulator.host.interpreter import Interpreter
 from emulator.host.protocol import EventLog
 from emulator.profiles import loader as profiles
 from emulator.testing import Harness, MiddleboxHarness
+from hosts import Wire
 
 MESSAGE = Message(b"a@b", (b"c@d", b"e@f"), b"hi\r\n", "192.0.2.1:1", "ims55sp4", b"c", False, None, "s1")
 
 
-class Wire(Interpreter):
-    """A host that notes each call to its wire, at time 5."""
 
-    def __init__(self, fail_storage=False):
-        self.transcript = Transcript("s1")
-        self.calls = []
-        self.fail_storage = fail_storage
-
-    def _now(self):
-        return 5
-
-    def _write(self, data):
-        self.calls.append(("write", data))
-
-    def _close(self, abort):
-        self.calls.append(("close", abort))
-
-    def _start_tls(self):
-        self.calls.append(("start_tls",))
-
-    def _delay(self, seconds, rest):
-        self.calls.append(("delay", seconds, rest))
-
-    def _store(self, message):
-        if self.fail_storage:
-            raise OSError("disk full")
-        self.calls.append(("store", message.data))
-        return "1.M1.host"
-
-    def _send_upstream(self, data):
-        self.calls.append(("upstream", data))
-
-    def _close_upstream(self):
-        self.calls.append(("close_upstream",))
 
 
 def test_each_action_is_carried_out_and_recorded_in_order():

@@ -9,7 +9,8 @@ from emulator.profiles import loader as profiles
 from emulator.testing.harness import Harness
 from emulator.core.connection import _has_long_line
 
-from test_adapter import EventLog, Reactor, _Sink
+from emulator.host.protocol import EventLog
+from hosts import Reactor, _Sink
 
 IMS = profiles.load("ims55sp4")
 

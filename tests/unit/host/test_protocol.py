@@ -9,10 +9,10 @@ from emulator.capture.maildir import MessageStore
 from emulator.host.protocol import EmulatorFactory, EventLog
 from emulator.capture.transcript import TranscriptStore
 from emulator.core.connection import Server
+from hosts import Reactor, _Sink
 
 
-class Reactor(Clock):
-    """A Clock is enough of a reactor for the adapter."""
+
 
 
 def connect(tmp_path=None, profile="ims55sp4", events=None):
@@ -27,15 +27,7 @@ def connect(tmp_path=None, profile="ims55sp4", events=None):
     return reactor, factory, proto, transport
 
 
-class _Sink:
-    def __init__(self):
-        self.lines = []
 
-    def write(self, text):
-        self.lines.append(text)
-
-    def flush(self):
-        pass
 
 
 def test_message_is_in_new_before_250_is_written(tmp_path):

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from emulator.testing.harness import free_port
-from test_cli_commands import read_lines_until
+from hosts import read_lines_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "console.md"
 BLOCK = re.compile(r"```sh[^\n]*\n(.*?)```", re.S)
 CONSOLE = r"console at (http://127\.0\.0\.1:\d+/)"

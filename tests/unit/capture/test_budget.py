@@ -3,6 +3,7 @@ summaries in memory and the rest read back from disk."""
 
 import gc
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from emulator.capture.budget import Kept
 from emulator.capture.maildir import MessageStore
 from emulator.capture.transcript import StoredTranscript, Transcript, TranscriptStore, read_sessions
 from emulator.core.actions import Message
+from sessions import session
 
 KIB = 1024
 
@@ -25,18 +27,7 @@ def message(number, size=KIB):
                    "ims55sp4", b"client.example", False, None, f"s{number:06d}")
 
 
-def session(number, size=KIB):
-    """A finished one-message session as the host records it."""
-    t = Transcript(f"s{number:06d}", "ims55sp4", f"192.0.2.10:{1024 + number}", 100.0, "tcp:2525", seed=7)
-    for client, server in [(b"EHLO c\r\n", b"250 OK\r\n"), (b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
-                                                             b"250 OK\r\n250 OK\r\n354 go\r\n"),
-                           (b"x" * size + b"\r\n.\r\n", b""), (b"QUIT\r\n", b"221 bye\r\n")]:
-        t.received(100.1, client)
-        if server:
-            t.sent(100.2, server)
-    t.event(100.3, "message_accepted", name=f"m{number}", bytes=size, recipients=1)
-    t.event(100.4, "closed", reason="done")
-    return t
+
 
 
 # -- the budget itself ------------------------------------------------------
@@ -262,7 +253,7 @@ def test_when_the_cut_fails_too_a_torn_record_stays_last_in_its_file(tmp_path, m
 KILLED = """
 import os, signal, sys
 sys.path[:0] = [{root!r}, {tests!r}]
-from test_budget import session
+from sessions import session
 from emulator.capture.transcript import TranscriptStore
 store = TranscriptStore({folder!r})
 for number in range(3):
@@ -274,8 +265,8 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_a_finished_session_survives_the_process_being_killed(tmp_path):
     """Once finish() returned the session is in the file: SIGKILL right
     after (no flush, no exit handlers) loses none of them."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = KILLED.format(root=root, tests=os.path.join(root, "tests"), folder=str(tmp_path))
+    root = str(Path(__file__).resolve().parents[3])
+    code = KILLED.format(root=root, tests=os.path.join(root, "tests", "support"), folder=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert done.returncode == -signal.SIGKILL, done.stderr
     (run,) = tmp_path.glob("*.jsonl")

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from emulator.testing.harness import free_port
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "own-server.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "own-server.md"
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(Path(__file__).parent / "e2e"))
 
 
 def commands(text: str) -> list[str]:
