@@ -227,13 +227,14 @@ def xexch50(conn, arg: bytes) -> None:
     servers.  With the profile's C{xexch50: blob: false}, the product's one
     fixed answer, C{xexch50} (the 5.x IMS personas).  With C{blob: true}, as
     Exchange 2000/2003: without a login C{xexch50} (C{504 Need to
-    authenticate first}, KB 843106); after one, in a transaction,
+    authenticate first}, KB 843106; with C{login: false}, as the 5.x IMS
+    before MS03-046, no login is asked for); after one, in a transaction,
     C{xexch50_ready} (C{354 Send binary data}), a blob of exactly the
     announced size read in bulk like a BDAT chunk (and discarded), then
     C{xexch50_ok}.  A command longer than C{xexch50: command} or a blob over
     C{max_blob} (KB 812455: 50 bytes, 1 GB) gets C{xexch50_syntax}."""
     settings = conn.profile.xexch50
-    if not settings.blob or conn.session.auth_user is None:
+    if not settings.blob or (settings.login and conn.session.auth_user is None):
         conn.reply("xexch50", argument=_text(arg))
         return
     if conn.envelope.sender is None:

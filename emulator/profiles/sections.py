@@ -99,11 +99,15 @@ class Xexch50:
         (KB 812455: "not longer than 50 bytes"); 0: no limit.
     @ivar max_blob: largest blob in bytes (KB 812455: "cannot be greater
         than 1 gigabyte"); 0: no limit.
+    @ivar login: with C{blob}, whether a login must come first (as after
+        MS03-046, KB 843106); C{false}: any client's blob is taken, as the
+        5.x IMS did before the patch (CVE-2003-0714).
     """
 
     blob: bool = False
     command: Count = 50
     max_blob: Count = 1 << 30
+    login: bool = True
 
     def replies_needed(self, verbs) -> set[str]:
         """Catalogue replies the blob mode adds to XEXCH50's."""

@@ -253,6 +253,23 @@ def test_xexch50_without_a_login_before_and_after_ms03_046(profile, reply):
     assert h.send(b"XEXCH50 2 2\r\n") == reply
 
 
+def test_the_unpatched_ims_reads_the_xexch50_blob_without_a_login():
+    """Before MS03-046 any client's XEXCH50 blob was taken (CVE-2003-0714): the announced bytes, CRLF.CRLF
+    and command-like lines included, are read as the blob, not as commands; then 250 and the transaction
+    goes on.  The patched IMS asks for a login first (505) and reads no blob."""
+    h = Harness("ims55sp4")
+    h.connect()
+    envelope(h, b"b@example.test")
+    assert h.send(b"XEXCH50 13 2\r\n") == b"354 Send binary data\r\n"
+    assert h.send(b"QUIT\r\n.\r\nRSE") == b""  # 12 of the blob's 13 bytes: nothing answered
+    assert h.send(b"TNOOP\r\n") == b"250 OK\r\n250 OK\r\n"  # its last byte, then a command
+    assert [r.fields for r in h.transcript.events("xexch50_blob")] == [{"bytes": 13}]
+    patched = Harness("ims55sp4-ms03-046")
+    patched.connect()
+    envelope(patched, b"b@example.test")
+    assert patched.send(b"XEXCH50 13 2\r\nNOOP\r\n") == b"505 Authentication required\r\n250 OK\r\n"
+
+
 def test_banner_with_esmtp_off():
     """KB Q194131: 'SMTP Server' with two spaces where 'E' was; EHLO then lists nothing [P]."""
     h = Harness("ims55sp4-esmtp-off")

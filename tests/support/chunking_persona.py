@@ -15,6 +15,7 @@ describes: "test: ims55sp4 with CHUNKING and Exchange 2000's verbs"
 commands: [HELO, EHLO, MAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT, HELP, ETRN, EXPN, XEXCH50, STARTTLS, AUTH,
            XAUTH, ATRN, X-LINK2STATE]
 ehlo_keywords: ["PIPELINING", "BINARYMIME", "CHUNKING", "SIZE 0", "AUTH LOGIN", "X-LINK2STATE", "XEXCH50"]
+xexch50: {{blob: false, login: true}}   # the default, whatever the 5.5 base takes
 replies:
   bdat_ok: "250 2.0.0 {{size}} bytes received"
   bdat_syntax: "501 5.5.4 Invalid arguments"

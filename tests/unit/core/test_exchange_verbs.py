@@ -80,7 +80,11 @@ def test_xexch50_outside_a_transaction_needs_mail(tmp_path):
 
 def test_blob_mode_needs_its_replies(tmp_path):
     """A profile turning the blob on must give its texts: the loader names the first missing one."""
-    (tmp_path / "bare.yaml").write_text("name: bare\nextends: ims55sp4\nxexch50: {blob: true}\n")
+    from profile_texts import GOOD
+
+    text = GOOD.format(name="bare").replace("commands: [HELO, QUIT]", "commands: [HELO, QUIT, XEXCH50]")
+    (tmp_path / "bare.yaml").write_text(text + '  xexch50: "504 Need to authenticate first"\n  need_mail: "503 mail first"\n'
+                                        'xexch50: {blob: true}\n')
     from emulator.profiles import loader
     with pytest.raises(loader.ProfileError, match="bare.yaml:replies.xexch50_ok: is required"):
         loader.load(tmp_path / "bare.yaml")
