@@ -310,7 +310,7 @@ def cmd_serve(options: list[str]) -> int:
     from twisted.python import usage
     from twisted.scripts.twistd import ServerOptions, runApp
 
-    from emulator.host import tap
+    from emulator import tap
 
     if "--version" in options:
         print(_version())

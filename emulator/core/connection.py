@@ -34,7 +34,7 @@ from emulator.core import replies
 from emulator.core.actions import Action, Close, Deliver, Event, Message, Send, StartTLS
 from emulator.core.framing import ChunkReader, DataReader
 from emulator.core.session import Envelope, Phase, Session
-from emulator.quirks.base import hook_table
+from emulator.core.hooks import hook_table
 
 # Replies that count against the bad-command limit (with every syntax_*).
 _BAD_COMMAND_REPLIES = frozenset({"unknown", "line_too_long", "bdat_syntax", "xexch50_syntax"})

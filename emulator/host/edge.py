@@ -48,7 +48,7 @@ _LEGACY_KEYS = frozenset({"format", "system", "isError", "why", "message", "time
 
 def json_observer():
     """twistd's log observer under C{--log-format json} (named by
-    L{emulator.host.tap.Options} as twistd's C{--logger}): every log event,
+    L{emulator.tap.Options} as twistd's C{--logger}): every log event,
     twistd's own included, as one JSON object per line on standard output,
     beside the connection lines L{EventLog} writes there.  Its fields:
     C{time}, C{level}, C{namespace}, C{message} (the text a text log would

@@ -5,7 +5,7 @@ A L{Recipe} names a profile and everything that changes how it is served
 (accounts, relay rules, host name, middlebox, upstream, seed, faults,
 certificates, stores).  Every way of serving builds from one:
 
- - C{twistd emulator} and C{emulator serve} (L{emulator.host.tap.emulation}),
+ - C{twistd emulator} and C{emulator serve} (L{emulator.tap.emulation}),
    the control API's profile switch (L{emulator.control.listeners.Control}),
    the fixture pool (L{emulator.testing.pool}) and C{start_server}
    (L{emulator.testing.harness}) build an

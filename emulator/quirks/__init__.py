@@ -6,7 +6,7 @@ profile's ordered C{quirks:} list in Toxiproxy's shape::
       - type: reply_override
         attributes: {command: RCPT, reply: "452 Too many recipients", times: 2}
 
-A quirk type is a record (L{emulator.quirks.base.Quirk}) whose fields are
+A quirk type is a record (L{emulator.core.hooks.Quirk}) whose fields are
 its attributes; the families below are every quirk type there is, and
 L{build} makes one from a profile entry through L{emulator.schema}, checking
 every attribute, so that a profile that loads is a profile that runs.
@@ -23,7 +23,7 @@ import dataclasses
 
 from emulator import schema
 from emulator.quirks import faults, replies, tls
-from emulator.quirks.base import HOOKS, Quirk, hook_table
+from emulator.core.hooks import HOOKS, Quirk, hook_table
 
 __all__ = ["HOOKS", "QUIRKS", "Quirk", "QuirkError", "build", "hook_table", "register", "types_"]
 

@@ -31,7 +31,7 @@ from msgspec.structs import force_setattr
 from emulator import schema
 from emulator.core import commands, replies
 from emulator.core.actions import Delay, Send
-from emulator.quirks.base import Quirk
+from emulator.core.hooks import Quirk
 from emulator.schema import Count, invalid
 
 _STEP = re.compile(r"\A(?:\*|\.|[A-Za-z][A-Za-z0-9_-]*)\Z")

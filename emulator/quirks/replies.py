@@ -7,7 +7,7 @@ from typing import Annotated
 from msgspec import Meta
 from msgspec.structs import force_setattr
 
-from emulator.quirks.base import Quirk
+from emulator.core.hooks import Quirk
 from emulator.quirks.faults import ReplyFault
 from emulator.schema import Count, Record
 

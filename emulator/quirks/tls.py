@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from emulator.quirks.base import Quirk
+from emulator.core.hooks import Quirk
 from emulator.schema import Count, Record
 
 

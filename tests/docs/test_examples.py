@@ -25,7 +25,7 @@ PORTS = (2525, 2526, 2527, 4650, 8025)
 _PORT = re.compile(r"(?<!\d)(%s)(?!\d)" % "|".join(map(str, PORTS)))
 TAGS = {"no-run", "serve", "file", "section", "middlebox", "starts", "golden", "faults", "walk"}
 NOT_RUN = {"sh", "console", "text"}  # the only languages a block may mark no-run
-PACKAGE_EXTRAS = {"cli", "dropin"}  # diagram nodes that are not packages of emulator/
+PACKAGE_EXTRAS = {"cli", "tap", "dropin"}  # diagram nodes that are not packages of emulator/
 BLOCKS = all_blocks()
 WAIT = 30.0  # seconds a server may take to start; every wait below is bounded
 

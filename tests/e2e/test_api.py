@@ -390,7 +390,7 @@ def test_api_option_binds_loopback_unless_told():
     """--api 8025 and --api tcp:8025 bind 127.0.0.1; a bad endpoint is a usage error naming --api."""
     from twisted.python import usage
 
-    from emulator.host.tap import Options
+    from emulator.tap import Options
 
     for given in ("8025", "tcp:8025"):
         options = Options()

@@ -14,7 +14,7 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.python import usage
 
 from emulator.control import api
-from emulator.host.tap import Options
+from emulator.tap import Options
 
 from test_api import call, get_json
 

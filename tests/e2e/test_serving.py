@@ -8,7 +8,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from emulator.control.listeners import Control
-from emulator.host import tap
+from emulator import tap
 from emulator.host.recipe import Recipe
 from emulator.testing import Harness, ServerPool, start_server
 

@@ -117,7 +117,7 @@ def test_start_up_leaves_the_heavy_optional_parts_unimported():
     --api): each would add a tenth or more to the time to the banner."""
     probe = (
         "import json, sys\n"
-        "from emulator.host import tap\n"
+        "from emulator import tap\n"
         "options = tap.Options()\n"
         "options.parseOptions(['--profile', 'ims55sp4', '--listen', 'tcp:0:interface=127.0.0.1'])\n"
         "tap.makeService(options)\n"

@@ -13,7 +13,7 @@ import pytest
 from twisted.python import usage
 
 from emulator.core.relay import RelayRules
-from emulator.host.tap import Options
+from emulator.tap import Options
 from emulator.profiles import loader as profiles
 from emulator.quirks.faults import DelayFault
 from emulator.quirks.spec import parse

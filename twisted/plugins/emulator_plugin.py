@@ -9,7 +9,7 @@ from twisted.application.service import ServiceMaker
 
 legacySMTPEmulator = ServiceMaker(
     "legacy-smtp emulator",
-    "emulator.host.tap",
+    "emulator.tap",
     "Emulated legacy Microsoft Exchange and IIS SMTP servers",
     "emulator",
 )

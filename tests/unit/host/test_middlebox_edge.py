@@ -14,8 +14,8 @@ from emulator.profiles import loader as profiles
 from emulator.host.emulation import Emulation
 from emulator.capture.maildir import MessageStore
 from emulator.host.protocol import EventLog
-from emulator.host import tap
-from emulator.host.tap import Options
+from emulator import tap
+from emulator.tap import Options
 from emulator.capture.transcript import Transcript, TranscriptStore, read_sessions
 
 

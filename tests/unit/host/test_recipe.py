@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 
 from emulator import cli
 from emulator.control.listeners import Control
-from emulator.host import tap
+from emulator import tap
 from emulator.host.emulation import build
 from emulator.host.recipe import Recipe, load_profile
 from emulator.testing import Harness
@@ -100,7 +100,7 @@ def test_the_control_api_and_the_twistd_options_import_one_way():
     in-memory harness imports no Twisted."""
     probe = ("import json, sys\n"
              "import emulator.control.api\n"
-             "tap = 'emulator.host.tap' in sys.modules\n"
+             "tap = 'emulator.tap' in sys.modules\n"
              "for name in [m for m in sys.modules if m.startswith(('emulator', 'twisted'))]:\n"
              "    del sys.modules[name]\n"
              "from emulator.testing import Harness\n"

@@ -5,7 +5,7 @@ from twisted.python import usage
 
 from emulator.auth.mechanisms import parse_account
 from emulator.auth.ntlm import Account
-from emulator.host.tap import Options
+from emulator.tap import Options
 
 
 @pytest.mark.parametrize("text, account", [

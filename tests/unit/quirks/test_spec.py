@@ -204,7 +204,7 @@ def test_peer_scope_spans_the_listeners_of_one_emulation():
 
 def test_twistd_fault_and_seed_options(tmp_path):
     """--fault (repeatable) and --seed reach the emulation."""
-    from emulator.host.tap import Options, emulation
+    from emulator.tap import Options, emulation
 
     options = Options()
     options.parseOptions(["--fault", "rcpt:reply=452 4.5.3 Too many recipients:times=2", "--fault", "ehlo:split",
@@ -217,7 +217,7 @@ def test_twistd_rejects_a_bad_fault_in_one_line(tmp_path):
     """A bad --fault is a usage error naming the spec."""
     from twisted.python import usage
 
-    from emulator.host.tap import Options
+    from emulator.tap import Options
 
     with pytest.raises(usage.UsageError, match=r"--fault: fault 'rcpt:reply=452 x:times=-1': times: must not be negative"):
         Options().parseOptions(["--fault", "rcpt:reply=452 x:times=-1", "--state-dir", str(tmp_path)])
@@ -227,7 +227,7 @@ def test_twistd_refuses_faults_in_proxy_mode(tmp_path):
     """--fault with --upstream is refused: no emulated server would see it."""
     from twisted.python import usage
 
-    from emulator.host.tap import Options
+    from emulator.tap import Options
 
     with pytest.raises(usage.UsageError, match="proxy mode"):
         Options().parseOptions(["--fault", "rcpt:reply=452 x", "--middlebox", "pix-mailguard",
@@ -334,7 +334,7 @@ def test_twistd_refuses_a_misspelt_step(tmp_path):
     """twistd emulator --fault 'rpct:...' is a usage error of one line."""
     from twisted.python import usage
 
-    from emulator.host.tap import Options
+    from emulator.tap import Options
 
     with pytest.raises(usage.UsageError) as error:
         Options().parseOptions(["--fault", "rpct:reply=452 x", "--state-dir", str(tmp_path)])

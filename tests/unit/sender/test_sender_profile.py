@@ -15,7 +15,7 @@ from emulator.sender import profile as clientprofile
 
 from emulator.profiles import loader as profiles
 
-from emulator.host import tap
+from emulator import tap
 from emulator.profiles.loader import ProfileError
 
 GOOD = """\

@@ -1,5 +1,8 @@
 """
-C{twistd emulator}: options and service.
+C{twistd emulator}: options and service, an entry point beside
+L{emulator.cli} (the dropin in C{twisted/plugins} names this module): it
+builds the listeners and the control API, so it sits above the host and
+L{emulator.control}.
 
     twistd -n emulator --profile ims55sp4 --listen tcp:2525:interface=127.0.0.1
 

@@ -1,7 +1,9 @@
 """
-The quirk base class and its hooks, beneath every quirk family
-(L{emulator.quirks.faults}, L{emulator.quirks.replies}, L{emulator.quirks.tls})
-and the core that calls them.  Imports nothing of the emulator.
+The core's extension points: the hooks a connection calls at each step
+(L{HOOKS}), the base class L{Quirk} that every quirk family builds on
+(L{emulator.quirks.faults}, L{emulator.quirks.replies},
+L{emulator.quirks.tls}), and L{hook_table}, which the core uses to call a
+hook only on the quirks that override it.  Imports nothing of the emulator.
 """
 
 from __future__ import annotations
