@@ -56,6 +56,13 @@ class Recipe:
         (default: memory only).
     @ivar log_format: the connection log: C{text} (twisted.logger) or
         C{json} (one object per line on standard output).
+    @ivar log_connections: false to log no line per connection (load tests).
+    @ivar log_direct: text lines written straight to standard output in
+        twistd's form, where twistd's log observer writes too (see
+        L{emulator.host.edge.EventLog}); otherwise through twisted.logger.
+    @ivar memory_budget: the bytes each store (messages, transcripts) keeps
+        in memory for the API, console and fixtures (default:
+        L{emulator.capture.budget.DEFAULT_BUDGET}).
     """
 
     profile: str | Path | profiles.Profile = DEFAULT_PROFILE
@@ -72,6 +79,9 @@ class Recipe:
     fsync: bool = False
     transcripts: Path | None = None
     log_format: str = "text"
+    log_connections: bool = True
+    log_direct: bool = False
+    memory_budget: int | None = None
 
     def loaded(self) -> profiles.Profile:
         """The profile, loaded, with the accounts added.
