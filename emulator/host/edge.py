@@ -30,7 +30,7 @@ class EventLog:
 
     The line is written at the end of every connection, so it must cost
     little beside a short session (about 250 µs of CPU): going through
-    twisted.logger and twistd's text observer costs 25 to 50 µs (the
+    twisted.logger and twistd's text observer costs 20 to 50 µs (the
     publisher, C{string.Formatter}, a time zone per event).  With
     C{direct}, a text line is therefore formatted here, in exactly the form
     twistd's observer gives it (C{TIME [emulator#info] EVENT FIELDS}, the
