@@ -66,6 +66,8 @@ class Options(usage.Options):
         ["transcripts", None, None, "Folder for one JSON-lines transcript per session (default: memory only)."],
         ["maildir", None, None, "Maildir that receives every accepted message (default: memory only)."],
         ["log-format", None, "text", "Connection log format: text (twistd's log) or json (one object per line on stdout)."],
+        ["log-connections", None, "yes", "yes: one log line per connection; no: none (for load tests)."],
+        ["memory-budget", None, None, "Bytes of recent messages, and as many of recent sessions, kept in memory for the API, console and fixtures (default: 4194304 each)."],
         ["tls-cert", None, None, "PEM certificate (chain) that replaces the profile's certificate."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["state-dir", None, None, "Folder for generated certificates and the test CA (default: $XDG_STATE_HOME/legacy-smtp-emulator)."],
@@ -189,6 +191,10 @@ class Options(usage.Options):
             raise usage.UsageError("--api-token: 8 or more letters, digits or ._~- (it goes in URLs and cookies)")
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format must be text or json")
+        if self["log-connections"] not in ("yes", "no"):
+            raise usage.UsageError("--log-connections must be yes or no")
+        if self["memory-budget"] is not None:
+            self["memory-budget"] = _budget(self["memory-budget"])
         if self["log-format"] == "json" and self.parent is not None and not self.parent.get("logger"):
             # every log event as JSON, twistd's own included, not only the connection lines
             self.parent["logger"] = "emulator.host.edge.json_observer"
@@ -223,7 +229,31 @@ class Options(usage.Options):
                       upstream=self["upstream"], seed=self["seed"], faults=tuple(self["fault"]),
                       state_dir=self["state-dir"], tls_cert=self["tls-cert"], tls_key=self["tls-key"],
                       maildir=self["maildir"], fsync=self["fsync"], transcripts=self["transcripts"],
-                      log_format=self["log-format"])
+                      log_format=self["log-format"], log_connections=self["log-connections"] == "yes",
+                      log_direct=self["log-format"] == "text" and _logs_to_stdout(self.parent),
+                      memory_budget=self["memory-budget"])
+
+
+def _budget(text: str) -> int:
+    """C{--memory-budget}: a whole number of bytes, 0 or more."""
+    try:
+        budget = int(text)
+    except ValueError:
+        budget = -1
+    if budget < 0:
+        raise usage.UsageError(f"--memory-budget {text}: must be a whole number of bytes, 0 or more")
+    return budget
+
+
+def _logs_to_stdout(twistd) -> bool:
+    """Whether twistd's own log observer writes its text lines to standard
+    output (C{-n} without C{--logfile}, C{--logger} or C{--syslog}): then
+    the connection lines may be written there directly, in the same form
+    (see L{emulator.host.edge.EventLog}), instead of through twisted.logger."""
+    if twistd is None or twistd.get("logger") or twistd.get("syslog"):
+        return False
+    logfile = twistd.get("logfile") or ""
+    return logfile == "-" or (bool(twistd.get("nodaemon")) and not logfile)
 
 
 def emulation(options: Options) -> Emulation:

@@ -48,3 +48,27 @@ def test_middlebox_edge_session(benchmark):
     legs in memory."""
     factory, clock = factory_of("pix-mailguard")
     benchmark(edge_session, factory, clock, PIX_SESSION)
+
+
+LINE = dict(session="20261202T075900-000001", peer="127.0.0.1:46710", profile="ims55sp4", messages=1,
+            seconds=0.012, end="ConnectionDone: Connection was closed cleanly.")
+
+
+def test_connection_log_line_direct(benchmark, tmp_path):
+    """The per-connection text line as twistd -n writes it: formatted by
+    EventLog and written straight to the stream (to a file here)."""
+    from emulator.host.edge import EventLog
+
+    with open(tmp_path / "log", "w") as stream:
+        benchmark(EventLog("text", stream, direct=True).emit, "connection", **LINE)
+
+
+def test_connection_log_line_through_twisted_logger(benchmark, tmp_path):
+    """The same line through twisted.logger and twistd's text observer
+    (what the direct line replaces; --logfile still takes this way)."""
+    from twisted.logger import Logger, textFileLogObserver
+
+    with open(tmp_path / "log", "w") as stream:
+        log = Logger(namespace="emulator", observer=textFileLogObserver(stream))
+        text = " ".join(f"{k}={v:.3f}" if type(v) is float else f"{k}={v}" for k, v in LINE.items())
+        benchmark(log.info, "{event} {text}", event="connection", text=text)

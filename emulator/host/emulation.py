@@ -41,11 +41,12 @@ def build(recipe: Recipe, *, sharing: "Emulation | None" = None) -> "Emulation":
     """
     profile, box = recipe.loaded(), recipe.loaded_middlebox()
     if sharing is None:
+        budget = {} if recipe.memory_budget is None else {"budget": recipe.memory_budget}
         with _storage("maildir", recipe.maildir):
-            store = MessageStore(recipe.maildir, fsync=recipe.fsync)
+            store = MessageStore(recipe.maildir, fsync=recipe.fsync, **budget)
         with _storage("transcripts", recipe.transcripts):
-            transcripts = TranscriptStore(recipe.transcripts)
-        events = EventLog(recipe.log_format, sys.stdout)
+            transcripts = TranscriptStore(recipe.transcripts, **budget)
+        events = EventLog(recipe.log_format, sys.stdout, direct=recipe.log_direct, enabled=recipe.log_connections)
     else:
         store, transcripts, events = sharing.store, sharing.transcripts, sharing.events
     state_dir = Path(recipe.state_dir) if recipe.state_dir else default_state_dir()

@@ -65,7 +65,7 @@ class EmulatorProtocol(Edge):
         host, port = self._open(session_id, server.profile.name, now, seed=server.seed)
         self.conn = ServerConnection(server, peer=(host, port), session_id=session_id,
                                      date=formatdate(now, localtime=True) if server.uses_date else "",
-                                     local_port=getattr(self.transport.getHost(), "port", 0),
+                                     local_port=factory.local_port(self.transport),
                                      implicit_tls=factory.implicit_tls)
         factory.open_connections += 1
         refusal = self.conn.admit(factory.open_connections)
@@ -179,8 +179,19 @@ class EmulatorFactory(Factory):
         self.reactor = reactor
         self.errors: list[BaseException] = []
         self.open_connections = 0
+        self._local_port: int | None = None  # see local_port()
         #: How often, at most, a connection's timer looks at its silence.
         self.shortest_timeout = server.shortest_timeout
+
+    def local_port(self, transport) -> int:
+        """The port clients connected to (0 for a Unix socket): the
+        listener's, asked of the first connection's socket and remembered,
+        since a factory serves one listener (C{getHost} is a system call
+        and an address object per connection, the dearest step of a
+        connection's set-up)."""
+        if self._local_port is None:
+            self._local_port = getattr(transport.getHost(), "port", 0)
+        return self._local_port
 
     def next_session_id(self) -> str:
         return f"{_RUN}-{next(_session_numbers):06d}"

@@ -63,6 +63,13 @@ class Recipe:
         profile without a C{relay:} section gets one.
     @ivar relay_from: networks (C{ADDRESS/PREFIX}) added to its C{relay:
         relay_from} (C{--relay-from}).
+    @ivar log_connections: false to log no line per connection (load tests).
+    @ivar log_direct: text lines written straight to standard output in
+        twistd's form, where twistd's log observer writes too (see
+        L{emulator.host.edge.EventLog}); otherwise through twisted.logger.
+    @ivar memory_budget: the bytes each store (messages, transcripts) keeps
+        in memory for the API, console and fixtures (default:
+        L{emulator.capture.budget.DEFAULT_BUDGET}).
     """
 
     profile: str | Path | profiles.Profile = DEFAULT_PROFILE
@@ -81,6 +88,9 @@ class Recipe:
     log_format: str = "text"
     local_domains: tuple = ()
     relay_from: tuple = ()
+    log_connections: bool = True
+    log_direct: bool = False
+    memory_budget: int | None = None
 
     def loaded(self) -> profiles.Profile:
         """The profile, loaded, with the accounts and relay rules added.

@@ -179,3 +179,26 @@ def test_a_handshake_that_never_completes_is_given_up():
     reactor.advance(2)
     assert transport.aborted
     assert proto.transcript.events("tls_failed")[0].fields == {"reason": "handshake timeout"}
+
+
+def test_every_session_knows_the_listeners_port_asked_of_the_socket_once():
+    """A session's local port is the listener's (StringTransport's host is port 0 here, so a port
+    is given explicitly); the factory asks the first connection's socket and every later session
+    gets the same port without another getsockname."""
+    from twisted.internet.address import IPv4Address
+
+    reactor, factory, proto, transport = connect()
+    asked = []
+
+    class Listening(StringTransport):
+        def getHost(self):
+            asked.append(1)
+            return IPv4Address("TCP", "127.0.0.1", 2525)
+
+    factory._local_port = None
+    sessions = []
+    for _ in range(3):
+        proto = factory.buildProtocol(None)
+        proto.makeConnection(Listening())
+        sessions.append(proto.conn.session.local_port)
+    assert sessions == [2525, 2525, 2525] and len(asked) == 1
