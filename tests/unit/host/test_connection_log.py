@@ -11,7 +11,8 @@ from twisted.python import usage
 from twisted.scripts.twistd import ServerOptions
 
 from emulator.capture.budget import DEFAULT_BUDGET
-from emulator.host import edge, tap
+from emulator import tap
+from emulator.host import edge
 from emulator.host.edge import EventLog
 from emulator.host.emulation import build
 
