@@ -28,6 +28,18 @@ from emulator.core.actions import Message
 from emulator.capture.budget import DEFAULT_BUDGET, Kept
 from emulator.capture.files import write_all, write_atomically
 
+# This process's id, for unique names: asked once (os.getpid() is a system
+# call, one per message otherwise) and again in a forked child.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 # Estimated bytes a kept entry holds besides its message bytes (memory
 # only) or its name (with a Maildir): the objects around them, measured
 # with tracemalloc (tests/unit/capture/test_budget.py checks the estimates).
@@ -141,7 +153,7 @@ class MessageStore:
         """Store C{message}; raises C{OSError} if it could not be stored."""
         self._seq += 1
         now = time.time()
-        name = f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{self._seq}.{self._host}"
+        name = f"{int(now)}.M{int(now % 1 * 1e6):06d}P{_pid}Q{self._seq}.{self._host}"
         if self.folder:
             envelope = json.dumps(envelope_of(name, message)).encode("utf-8") + b"\n"
             write_all(self._envelopes, envelope)  # O_APPEND: one write, one whole line

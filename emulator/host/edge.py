@@ -138,10 +138,16 @@ class Edge(Protocol, Interpreter):
     def _finish(self, reason, **fields) -> None:
         """The connection is closed: end and store its transcript, and log
         one line (a log event costs more than a short SMTP session's
-        commands): who, what was served (C{fields}), how it ended."""
+        commands): who, what was served (C{fields}), how it ended.  A
+        transcript that cannot be written (a full disk) is one error line;
+        the memory keeps it whole (L{emulator.capture.transcript.TranscriptStore.finish})."""
         end = _reason(reason)
         self._ended(reason=end)
-        self.factory.transcripts.finish(self.transcript)
+        try:
+            self.factory.transcripts.finish(self.transcript)
+        except OSError as e:
+            log.error("could not write the transcript of {what} {session}: {error}",
+                      what=self.what, session=self.transcript.session_id, error=e)
         self.factory.events.emit("connection", session=self.transcript.session_id, peer=self.transcript.peer,
                                  **fields, end=end)
 
@@ -206,8 +212,7 @@ def write_now(transport, data: bytes) -> None:
     error sends nothing: C{transport.write} then meets it and reports it the
     usual way, through C{connectionLost}.
     """
-    if type(transport) is tcp.Server and not transport.dataBuffer and not getattr(transport, "_tempDataLen", 1) \
-            and transport.connected and not transport.disconnecting and not transport.TLS:
+    if _plain_and_empty(transport) and not transport.disconnecting:
         try:
             sent = transport.getHandle().send(data)
         except OSError:
@@ -216,3 +221,19 @@ def write_now(transport, data: bytes) -> None:
             return
         data = data[sent:]
     transport.write(data)
+
+
+def closing_with_nothing_left(transport) -> bool:
+    """Whether C{transport} is being closed cleanly (C{loseConnection}, not
+    C{abortConnection}) with nothing left in Twisted's buffer: all that
+    remains is the reactor's next turn closing the socket, and a clean end
+    (C{ConnectionDone}) is what it will report.  Plain TCP only, read as in
+    L{write_now}."""
+    return _plain_and_empty(transport) and transport.disconnecting
+
+
+def _plain_and_empty(transport) -> bool:
+    """A plain, connected TCP transport with nothing in Twisted's write
+    buffer (see L{write_now} for the attributes read)."""
+    return type(transport) is tcp.Server and not transport.dataBuffer and not getattr(transport, "_tempDataLen", 1) \
+        and transport.connected and not transport.TLS

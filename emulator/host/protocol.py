@@ -18,7 +18,7 @@ import itertools
 import time
 from email.utils import formatdate
 
-from twisted.internet import interfaces
+from twisted.internet import error, interfaces
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
@@ -27,13 +27,15 @@ from emulator.capture.transcript import TranscriptStore
 from emulator.core.actions import Send
 from emulator.core.connection import Server, ServerConnection
 from emulator.core.session import Phase
-from emulator.host.edge import Edge, EventLog, _reason, log, write_now
+from emulator.host.edge import Edge, EventLog, _reason, closing_with_nothing_left, log, write_now
 from emulator.tls.context import handshake_info
 
 __all__ = ["EmulatorFactory", "EmulatorProtocol", "EventLog", "log"]
 
 _session_numbers = itertools.count(1)  # unique across the listeners of a process
 _RUN = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+#: How a connection the server closed cleanly ends: what Twisted reports for it.
+_CLEAN_END = error.ConnectionDone()
 
 
 @implementer(interfaces.IHandshakeListener)
@@ -54,6 +56,7 @@ class EmulatorProtocol(Edge):
         self._pending = None
         self._timer = None
         self._last = 0.0
+        self._ended_here = False  # the session was ended (see _run), before Twisted closed the socket
 
     # -- Twisted's side ----------------------------------------------------
 
@@ -95,11 +98,29 @@ class EmulatorProtocol(Edge):
             self._timer.cancel()
         if self._pending is not None and self._pending[0].active():
             self._pending[0].cancel()
+        if not self._ended_here:
+            self._end(reason)
+
+    def _end(self, reason) -> None:
+        self._ended_here = True
         if self.conn.handshaking:
             self._record("tls_failed", reason=_reason(reason))
         self._guard(self.conn.connection_lost)
         self._finish(reason, profile=self.transcript.profile, messages=self.conn.session.messages,
                      seconds=round(self._now() - self.transcript.started, 3))
+
+    def _run(self, actions: list) -> None:
+        """Carry out C{actions}; if they closed the connection cleanly with
+        everything written, the session ends here: its transcript is stored
+        and its line logged before the client sees the close, so the client
+        (or a test) that saw the server close finds the session finished,
+        and a client that connects again at once does not wait behind the
+        last session's bookkeeping.  Otherwise (bytes still buffered for a
+        slow client, an abort, TLS) it ends when Twisted reports the
+        connection lost, with Twisted's reason."""
+        super()._run(actions)
+        if not self._ended_here and self.conn.phase is Phase.CLOSED and closing_with_nothing_left(self.transport):
+            self._end(_CLEAN_END)
 
     # -- timeouts: when to look; the core decides -------------------------
 

@@ -202,3 +202,71 @@ def test_every_session_knows_the_listeners_port_asked_of_the_socket_once():
         proto.makeConnection(Listening())
         sessions.append(proto.conn.session.local_port)
     assert sessions == [2525, 2525, 2525] and len(asked) == 1
+
+
+def _over_a_socket(tmp_path):
+    """An EmulatorProtocol on a real tcp.Server over a loopback TCP connection, its reactor
+    never running (what Twisted would do next is done by hand), and the client's end to read."""
+    import socket
+    from types import SimpleNamespace
+
+    from twisted.internet import tcp
+    from twisted.internet.testing import MemoryReactorClock
+
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        theirs = socket.create_connection(listening.getsockname(), timeout=2)
+        ours, address = listening.accept()
+    ours.setblocking(False)
+    reactor = MemoryReactorClock()
+    factory = EmulatorFactory(Server(profiles.load("ims55sp4")), reactor=reactor,
+                              transcripts=TranscriptStore(tmp_path / "transcripts"),
+                              events=EventLog("json", stream=_Sink()))
+    proto = factory.buildProtocol(None)
+    transport = tcp.Server(ours, proto, address, SimpleNamespace(_realPortNumber=address[1]), 1, reactor)
+    proto.makeConnection(transport)
+    return factory, proto, transport, theirs
+
+
+def test_a_session_the_server_closes_is_stored_before_the_client_sees_the_close(tmp_path):
+    """After QUIT, with the 221 already on the wire, the session is finished (transcript in the
+    run's file, connection line logged) while the socket is still open: a client that saw the
+    close finds its session stored, and one that reconnects at once does not wait behind this
+    session's bookkeeping. Twisted's own report of the close later changes nothing."""
+    from twisted.python.failure import Failure
+
+    factory, proto, transport, peer = _over_a_socket(tmp_path)
+    proto.dataReceived(b"QUIT\r\n")
+    assert peer.recv(4096).endswith(b"221 closing connection\r\n")
+    assert transport.disconnecting and transport.connected  # the reactor has not closed it yet
+    (stored,), _ = read_sessions_of(factory)
+    assert stored.events("closed")[0].fields == {"reason": "ConnectionDone: Connection was closed cleanly."}
+    assert len(factory.events.stream.lines) == 1 and not factory.transcripts.open
+
+    transport.connectionLost(Failure(transport.doWrite()))  # the reactor's next turn
+    sessions, _ = read_sessions_of(factory)
+    assert len(sessions) == 1 and len(sessions[0].events("closed")) == 1
+    assert len(factory.events.stream.lines) == 1 and factory.open_connections == 0
+    peer.close()
+
+
+def test_a_close_behind_buffered_bytes_ends_when_twisted_reports_it(tmp_path):
+    """While Twisted still holds bytes for the client (a slow reader), the session is not ended
+    early: it ends once, when Twisted reports the connection lost, with Twisted's reason."""
+    from twisted.internet.error import ConnectionLost
+    from twisted.python.failure import Failure
+
+    factory, proto, transport, peer = _over_a_socket(tmp_path)
+    transport.write(b"250 held\r\n")  # Twisted's buffer, written at the reactor's next turn
+    proto.dataReceived(b"QUIT\r\n")
+    assert transport.disconnecting and factory.transcripts.open
+    transport.connectionLost(Failure(ConnectionLost("gone")))
+    (stored,), _ = read_sessions_of(factory)
+    assert stored.events("closed")[0].fields["reason"].startswith("ConnectionLost")
+    assert len(factory.events.stream.lines) == 1
+    peer.close()
+
+
+def read_sessions_of(factory):
+    from emulator.capture.transcript import read_sessions
+
+    return read_sessions(open(factory.transcripts.path).read())
