@@ -12,6 +12,7 @@ quirks (a missing space after the code, bare LF line ends) change one function.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from dataclasses import dataclass
@@ -114,10 +115,13 @@ def _check_fields(line: str) -> None:
             )
 
 
+@functools.lru_cache(maxsize=4)
 def date_fields(date: str) -> dict[str, str]:
     """The date fields of a session that started at C{date}, the RFC 5322
     form the host gives: as it is, and with the day not zero-padded (the
-    IIS 5.0/6.0 banner, C{ready at  Wed, 7 Apr 2004 ...}: docs/sources.md §6.1)."""
+    IIS 5.0/6.0 banner, C{ready at  Wed, 7 Apr 2004 ...}: docs/sources.md §6.1).
+    Remembered for the last few dates (the sessions of one second share
+    one); the caller copies the dict, never changes it."""
     return {"date": date, "date_unpadded": _PADDED_DAY.sub(r"\1", date)}
 
 

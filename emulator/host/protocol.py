@@ -67,7 +67,7 @@ class EmulatorProtocol(Edge):
         session_id = factory.next_session_id()
         host, port = self._open(session_id, server.profile.name, now, seed=server.seed)
         self.conn = ServerConnection(server, peer=(host, port), session_id=session_id,
-                                     date=formatdate(now, localtime=True) if server.uses_date else "",
+                                     date=factory.date(now) if server.uses_date else "",
                                      local_port=factory.local_port(self.transport),
                                      implicit_tls=factory.implicit_tls)
         factory.open_connections += 1
@@ -201,6 +201,7 @@ class EmulatorFactory(Factory):
         self.errors: list[BaseException] = []
         self.open_connections = 0
         self._local_port: int | None = None  # see local_port()
+        self._date = (-1, "")  # see date()
         #: How often, at most, a connection's timer looks at its silence.
         self.shortest_timeout = server.shortest_timeout
 
@@ -213,6 +214,14 @@ class EmulatorFactory(Factory):
         if self._local_port is None:
             self._local_port = getattr(transport.getHost(), "port", 0)
         return self._local_port
+
+    def date(self, now: float) -> str:
+        """C{now} in RFC 5322 form, local time, as replies show a session's
+        date: made once per second, not once per connection."""
+        second = int(now)
+        if second != self._date[0]:
+            self._date = (second, formatdate(second, localtime=True))
+        return self._date[1]
 
     def next_session_id(self) -> str:
         return f"{_RUN}-{next(_session_numbers):06d}"

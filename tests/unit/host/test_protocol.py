@@ -270,3 +270,15 @@ def read_sessions_of(factory):
     from emulator.capture.transcript import read_sessions
 
     return read_sessions(open(factory.transcripts.path).read())
+
+
+def test_the_session_date_is_formatted_once_per_second():
+    """A banner's date is the connection's second in RFC 5322 local time, exactly as
+    email.utils.formatdate gives it; connections within one second share the string made once."""
+    from email.utils import formatdate
+
+    reactor, factory, proto, transport = connect()
+    first = factory.date(1_700_000_000.25)
+    assert first == formatdate(1_700_000_000.25, localtime=True)
+    assert factory.date(1_700_000_000.75) is first
+    assert factory.date(1_700_000_001.0) == formatdate(1_700_000_001, localtime=True) != first
