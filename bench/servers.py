@@ -59,17 +59,23 @@ def cert_args(cert, key):
     return ["--tls-cert", str(cert), "--tls-key", str(key)]
 
 
-def emulator_argv(port, scratch):
-    """The emulator as a twistd plugin; transcripts and mail go to scratch."""
+def emulator_options(port, scratch):
+    """The emulator's options in every run; transcripts and mail go to scratch."""
     transcripts, maildir = scratch / "transcripts", scratch / "maildir"
     transcripts.mkdir()
     maildir.mkdir()
-    return [
-        sys.executable, "-c", TWISTD, "-n", "--pidfile=",
-        "emulator", "--profile", "ims55sp4",
-        "--listen", f"tcp:{port}:interface={HOST}",
-        "--transcripts", str(transcripts), "--maildir", str(maildir),
-    ]
+    return ["--profile", "ims55sp4", "--listen", f"tcp:{port}:interface={HOST}",
+            "--transcripts", str(transcripts), "--maildir", str(maildir)]
+
+
+def emulator_argv(port, scratch):
+    """The emulator as a twistd plugin."""
+    return [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "emulator", *emulator_options(port, scratch)]
+
+
+def emulator_serve_argv(port, scratch):
+    """The emulator under `emulator serve` (no twistd; bench/startup.py)."""
+    return [sys.executable, "-m", "emulator.cli", "serve", *emulator_options(port, scratch)]
 
 
 def smtp_sink_argv(port, scratch):
@@ -79,6 +85,8 @@ def smtp_sink_argv(port, scratch):
 
 
 EMULATOR = ServerSpec("emulator", "emulator", emulator_argv, False, cert_args)
+# Not one of SERVERS (bench/run.py measures twistd's); bench/startup.py starts it.
+EMULATOR_SERVE = ServerSpec("emulator-serve", "emulator serve", emulator_serve_argv, False, cert_args)
 # The equal-work references come first: they store every message in a
 # Maildir before confirming it, as the emulator does (issue 19's yardstick).
 # The discarding ones and smtp-sink show what the storing costs.
@@ -102,6 +110,13 @@ def emulator_from(root):
     """The emulator of another checkout (for before/after in one run)."""
     root = Path(root).resolve()
     return ServerSpec(COMPARED, f"emulator at {root.name}", emulator_argv, False, cert_args, root)
+
+
+def emulator_serve_from(root):
+    """`emulator serve` of another checkout (bench/startup.py --compare)."""
+    root = Path(root).resolve()
+    return ServerSpec(COMPARED + "-serve", f"emulator serve at {root.name}", emulator_serve_argv, False, cert_args,
+                      root)
 
 
 class ServerStartError(Exception):

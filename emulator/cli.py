@@ -7,8 +7,8 @@ The C{emulator} command.
     emulator transcript PATH...  list the sessions of transcripts, or print them in arrow form
     emulator ca export PATH      write the test CA certificate for clients to trust
     emulator faults              every fault type with its attributes (for --fault and quirks:)
-    emulator serve [OPTIONS]     run the server in the foreground (twistd -n emulator),
-                                 saying "listening on ..." for each listener on stderr
+    emulator serve [OPTIONS]     run the server in the foreground, as twistd -n emulator does (without
+                                 twistd), saying "listening on ..." for each listener on stderr
     emulator personas            list the sender personas (client profiles)
     emulator send --persona NAME --to ENDPOINT
                                  send one message as a legacy client; exit 0 delivered, 1 not, 2 usage
@@ -304,11 +304,12 @@ def cmd_matrix(args) -> int:
 
 
 def cmd_serve(options: list[str]) -> int:
-    """twistd --nodaemon --pidfile= emulator OPTIONS, with one-line errors
-    and progress on stderr ("listening on ..." per listener)."""
-    from twisted.logger import formatEvent, globalLogPublisher
+    """What C{twistd --nodaemon --pidfile= emulator OPTIONS} does, without
+    twistd: one-line errors, progress on stderr ("listening on ..." per
+    listener) and the same log on stdout.  twistd's runner would add to
+    the start-up (its own imports, and a scan of every plugin to find this
+    one), so the service is run here (L{_run})."""
     from twisted.python import usage
-    from twisted.scripts.twistd import ServerOptions, runApp
 
     from emulator import tap
 
@@ -317,18 +318,19 @@ def cmd_serve(options: list[str]) -> int:
         return 0
     if "-h" in options or "--help" in options:
         table = str(tap.Options()).split("\n", 1)[1]  # its first line names twistd
-        print(f"usage: emulator serve [OPTIONS]\n\nRuns the emulator in the foreground: the same as "
-              f"`twistd --nodaemon --pidfile= emulator OPTIONS`.\n\n{table}")
+        print(f"usage: emulator serve [OPTIONS]\n\nRuns the emulator in the foreground, as "
+              f"`twistd --nodaemon --pidfile= emulator OPTIONS` does (the same options and log on stdout), "
+              f"without twistd, so it starts sooner; progress goes to stderr.\n\n{table}")
         return 0
-    config = ServerOptions()
-    config[tap.SERVE] = True  # mistakes are raised for this function to say
+    config = tap.Options()
+    config.serve = True  # mistakes are raised for this function to say
     try:
-        config.parseOptions(["--nodaemon", "--pidfile=", "emulator", *options])
-        emulation = tap.emulation(config.subOptions)  # twistd's makeService then serves this one
+        config.parseOptions(options)
+        emulation = tap.emulation(config)  # makeService then serves this one
     except usage.UsageError as e:
         print(f"emulator serve: {e} (see emulator serve --help)", file=sys.stderr)
         return getattr(e, "status", 2)
-    stderr = sys.stderr  # twistd sends sys.stderr to its log once it starts
+    stderr = sys.stderr  # logging sends sys.stderr to the log once it starts
 
     def progress(text: str) -> None:
         print(f"emulator: {text}", file=stderr, flush=True)
@@ -344,8 +346,45 @@ def cmd_serve(options: list[str]) -> int:
         from emulator.tls.certs import CertStore
 
         progress(f"TLS certificate from the test CA {CertStore(emulation.state_dir).ca_path()}")
+    return _run(tap.makeService(config), config["log-format"], progress)
+
+
+def _run(top, log_format: str, progress) -> int:
+    """Run the service C{top} as twistd -n runs an application: log to
+    stdout (twistd's text lines, or JSON with C{--log-format json}),
+    listen, start, run the reactor until a signal or C{reactor.stop()},
+    stop the service, and end by the signal that stopped it, as twistd
+    does.  A listener that cannot listen ends the process (exit status 1)
+    before the reactor runs (L{emulator.tap.makeService})."""
+    import os
+    import signal
+
+    from twisted import copyright
+    from twisted.internet import reactor
+    from twisted.logger import Logger, formatEvent, globalLogBeginner, globalLogPublisher, textFileLogObserver
+    from twisted.python import runtime
+
+    import emulator
+    from emulator.host import edge
+
+    # Made before logging begins: it then sends sys.stdout to the log.
+    observer = edge.json_observer() if log_format == "json" else textFileLogObserver(sys.stdout)
     globalLogPublisher.addObserver(lambda event: event.get("announce") and progress(formatEvent(event)))
-    runApp(config)
+    globalLogBeginner.beginLoggingTo([observer])
+    log = Logger(namespace="emulator.serve")
+    log.info("emulator serve {version} (Twisted {twisted}, {exe} {python}) starting up.",
+             version=emulator.__version__, twisted=copyright.version, exe=sys.executable,
+             python=runtime.shortPythonVersion())
+    log.info("reactor class: {reactor}.", reactor=f"{type(reactor).__module__}.{type(reactor).__qualname__}")
+    top.privilegedStartService()
+    top.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    reactor.run()  # handles SIGINT and SIGTERM: stops the reactor, remembers the signal
+    log.info("Server Shut Down.")
+    stopped_by = getattr(reactor, "_exitSignal", None)
+    if stopped_by is not None:
+        signal.signal(stopped_by, signal.SIG_DFL)
+        os.kill(os.getpid(), stopped_by)
     return 0
 
 

@@ -13,7 +13,8 @@ Parsing the options (L{Options}) only reads and checks them: the profile and
 middlebox are loaded, nothing is opened or generated.  L{emulation} builds
 what they describe (the Maildir, the transcript folder, the TLS context and
 its certificates), and L{makeService} starts a listener for each endpoint;
-C{emulator serve} (L{emulator.cli}) calls both the same way.
+C{emulator serve} (L{emulator.cli}) parses the same options and calls both
+the same way, then runs the service itself, without twistd.
 """
 
 from __future__ import annotations
@@ -34,11 +35,6 @@ from emulator.profiles import loader as profiles
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
 _HOSTNAME = re.compile(r"\A[A-Za-z0-9.\-\[\]:_]{1,255}\Z")
-
-
-#: The key C{emulator serve} sets on twistd's options before it parses them:
-#: then mistakes are raised for it to say, and named after it.
-SERVE = "emulator-serve"
 
 
 def _endpoint(option: str, text: str) -> str:
@@ -81,6 +77,11 @@ class Options(usage.Options):
         ["fsync", None, "fsync each message and its folder before confirming it (durable against a machine crash; slower)."],
     ]
 
+    #: True when C{emulator serve} parses them (L{emulator.cli} sets it):
+    #: mistakes are then raised for it to say, and named after it, and the
+    #: log goes to standard output, as under C{twistd -n}.
+    serve = False
+
     def __init__(self):
         super().__init__()
         self.built: Emulation | None = None  # see emulation()
@@ -93,7 +94,7 @@ class Options(usage.Options):
     @property
     def program(self) -> str:
         """How messages name the command: C{twistd emulator} or C{emulator serve}."""
-        return "emulator serve" if self.parent is not None and self.parent.get(SERVE) else "twistd emulator"
+        return "emulator serve" if self.serve else "twistd emulator"
 
     def parseOptions(self, options=None) -> None:
         """Parse; as twistd's subcommand, say a mistake in one line (twistd
@@ -104,7 +105,7 @@ class Options(usage.Options):
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
-            if self.parent is None or self.program != "twistd emulator":
+            if self.parent is None or self.serve:
                 raise
             print(f"twistd emulator: {e} (see twistd emulator --help)", file=sys.stderr)
             raise SystemExit(getattr(e, "status", 2)) from None
@@ -230,7 +231,7 @@ class Options(usage.Options):
                       state_dir=self["state-dir"], tls_cert=self["tls-cert"], tls_key=self["tls-key"],
                       maildir=self["maildir"], fsync=self["fsync"], transcripts=self["transcripts"],
                       log_format=self["log-format"], log_connections=self["log-connections"] == "yes",
-                      log_direct=self["log-format"] == "text" and _logs_to_stdout(self.parent),
+                      log_direct=self["log-format"] == "text" and (self.serve or _logs_to_stdout(self.parent)),
                       memory_budget=self["memory-budget"])
 
 
@@ -247,9 +248,10 @@ def _budget(text: str) -> int:
 
 def _logs_to_stdout(twistd) -> bool:
     """Whether twistd's own log observer writes its text lines to standard
-    output (C{-n} without C{--logfile}, C{--logger} or C{--syslog}): then
-    the connection lines may be written there directly, in the same form
-    (see L{emulator.host.edge.EventLog}), instead of through twisted.logger."""
+    output (C{-n} without C{--logfile}, C{--logger} or C{--syslog}), as
+    C{emulator serve}'s always does: then the connection lines may be
+    written there directly, in the same form (see
+    L{emulator.host.edge.EventLog}), instead of through twisted.logger."""
     if twistd is None or twistd.get("logger") or twistd.get("syslog"):
         return False
     logfile = twistd.get("logfile") or ""
@@ -259,7 +261,7 @@ def _logs_to_stdout(twistd) -> bool:
 def emulation(options: Options) -> Emulation:
     """The emulation parsed C{options} describe, built on the first call and
     the same one after it (C{emulator serve} builds it to say what it serves,
-    then twistd's L{makeService} takes it): the Maildir and transcript
+    then L{makeService} takes it): the Maildir and transcript
     folders are created, and certificates may be generated.
 
     @raise usage.UsageError: it cannot be built, in one line.

@@ -86,3 +86,17 @@ def test_micro_benchmarks_run_as_plain_tests():
     )
     assert done.returncode == 0, done.stdout[-2000:]
     assert re.search(r"\b12 passed\b", done.stdout), done.stdout[-500:]
+
+
+def test_startup_gives_a_figure_for_twistd_serve_and_the_reference():
+    """bench/startup.py starts `twistd -n emulator`, `emulator serve` and
+    Twisted + Maildir (after a warm-up round) and prints a row of numbers
+    for each; the figures themselves are not asserted."""
+    done = subprocess.run([sys.executable, "bench/startup.py", "--spawns", "1"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| server")}
+    assert list(rows) == ["emulator", "emulator serve", "Twisted + Maildir"]
+    for cells in rows.values():
+        assert NUMBER.match(cells[0]) and cells[2] == "1" and RATIO.match(cells[3]), cells

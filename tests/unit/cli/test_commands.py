@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from emulator import cli
+from emulator.testing import free_port, wait_for_banner
 from hosts import read_lines_until
 
 
@@ -101,6 +102,36 @@ def test_serve_says_where_it_listens_on_port_zero(tmp_path):
         proc.terminate()
         proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGTERM  # twistd ends by the signal it was stopped with
+
+
+@pytest.mark.e2e
+def test_serve_runs_without_twistds_runner(tmp_path):
+    """emulator serve runs its service itself (issue 19: twistd's runner and its scan of every plugin were
+    a third of the start-up): up to its first banner it imports neither twistd's runner, nor its
+    application machinery, nor any plugin.  Structural, from `python -X importtime`; never timed."""
+    port = free_port()
+    (tmp_path / "maildir").mkdir()
+    with open(tmp_path / "stderr", "wb") as err:  # importtime's lines: a file, never a pipe nobody drains
+        proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "emulator.cli", "serve", "--listen",
+                                 f"tcp:{port}", "--maildir", str(tmp_path / "maildir"), "--transcripts",
+                                 str(tmp_path / "transcripts"), "--state-dir", str(tmp_path / "state")],
+                                cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        assert wait_for_banner(port, timeout=30).startswith(b"220 ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    lines = (tmp_path / "stderr").read_text().splitlines()
+    imported = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
+    assert {"emulator.tap", "twisted.internet.reactor", "twisted.logger"} <= imported  # importtime was on
+    assert "emulator: listening on 127.0.0.1:%d (tcp:%d:interface=127.0.0.1), profile ims55sp4" % (port, port) \
+        in lines
+    # twisted.plugins is imported by a plugin scan alone (twisted.plugin.getPlugins)
+    runner = {"twisted.scripts.twistd", "twisted.scripts._twistd_unix", "twisted.application.app",
+              "twisted.plugins"} & imported
+    assert runner == set()
+    assert [name for name in imported if name.startswith("twisted.plugins.")] == []
 
 
 def emulator(*argv):
