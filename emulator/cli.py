@@ -24,7 +24,6 @@ The C{emulator} command.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -557,20 +556,27 @@ class CommandError(Exception):
 
 
 def _positive(text: str) -> float:
+    from argparse import ArgumentTypeError
+
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+        raise ArgumentTypeError(f"{text!r}: must be more than 0")
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line."""
+def _parser(**kwargs):
+    """The command's argument parser, whose usage errors are one line
+    (argparse is imported here: C{emulator serve} starts without it)."""
+    import argparse
 
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+    return Parser(**kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -581,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             _quiet_stdout()
             return 0
-    parser = _Parser(prog="emulator", description="Emulated legacy Exchange/IIS SMTP servers.")
+    parser = _parser(prog="emulator", description="Emulated legacy Exchange/IIS SMTP servers.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("profiles", help="list the profiles").set_defaults(func=cmd_profiles)

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import weakref
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.internet.protocol import Factory
 
-from emulator.capture.summary import summarize
 from emulator.host.edge import log
 from emulator.host.endpoints import ListenError, with_backlog
 from emulator.host.emulation import Emulation, build
 from emulator.host.recipe import Recipe
-from emulator.quirks import spec as faults
 
 
 class Listener(Factory):
@@ -174,27 +172,76 @@ def reset(emulations, listeners) -> defer.Deferred:
     return closing.addCallback(forget)
 
 
-class ListenerService(StreamServerEndpointService):
-    """Listens on an endpoint, says where, and makes twistd fail if it cannot.
+class ListenerService(service.Service):
+    """Listens on an endpoint, says where, and makes the process fail if it cannot.
 
+    What C{twisted.application.internet.StreamServerEndpointService} does
+    for an endpoint that listens at once (every endpoint the emulator
+    takes), without importing that module: it brings C{ClientService} and
+    its state machine library, a few ms of every start.
+
+    @ivar endpoint: the server endpoint to listen on.
+    @ivar factory: the protocol factory it listens with.
     @ivar port: the listening port, once started (a TCP endpoint listens
-        during C{startService}; a failure raises there).
+        during C{privilegedStartService}; a failure raises there).
     """
 
-    _raiseSynchronously = True
     description = ""
     profile = ""
     port = None
     option = "--listen"  # how the user named the endpoint, for a failure to listen
 
+    def __init__(self, endpoint, factory):
+        self.endpoint = endpoint
+        self.factory = factory
+        self._waiting: defer.Deferred | None = None  # the endpoint's listen(), once called
+
     def privilegedStartService(self):
         """Listen; a failure is a L{ListenError} naming the option, the
-        endpoint and the cause (twistd's service turns it into one line)."""
+        endpoint and the cause (L{emulator.tap}'s service says it in one line).
+        A failure that comes later (an endpoint that does not listen at
+        once) is logged."""
+        super().privilegedStartService()
+        starting, failed = True, []
+
+        def failure(reason):
+            if starting:
+                failed.append(reason)
+            elif not reason.check(defer.CancelledError):
+                log.failure("{description} could not listen", reason, description=self.description)
+
         try:
-            super().privilegedStartService()
+            self._waiting = self.endpoint.listen(self.factory)
         except Exception as e:
             raise ListenError(self.option, self.description.split(" ", 1)[0], e) from e
-        self._waitingForPort.addCallback(self._listening)
+        self._waiting.addCallbacks(self._listening, failure)
+        starting = False
+        if failed:
+            cause = failed[0].value
+            raise ListenError(self.option, self.description.split(" ", 1)[0], cause) from cause
+
+    def startService(self):
+        """Listen, unless L{privilegedStartService} did already."""
+        super().startService()
+        if self._waiting is None:
+            self.privilegedStartService()
+
+    def stopService(self):
+        """Stop listening, or cancel the attempt to; the Deferred fires
+        once the port is closed."""
+        if self._waiting is None:
+            return super().stopService()
+        self._waiting.cancel()
+
+        def stop(port):
+            if port is not None:
+                return port.stopListening()
+
+        def stopped(passthrough):
+            self.running = False
+            return passthrough
+
+        return self._waiting.addCallback(stop).addBoth(stopped)
 
     def _listening(self, port):
         self.port = port
@@ -297,6 +344,8 @@ class Control:
         (default: every session, oldest first); a session behind a
         middlebox names the middlebox's session as C{behind}, and the
         middlebox's session counts the messages the server behind accepted."""
+        from emulator.capture.summary import summarize  # the API's alone: not on every start
+
         store = self.base.transcripts
         behind = {t.upstream: t.session_id for t in store.all() if t.middlebox and t.upstream}
         rows = []
@@ -327,6 +376,8 @@ class Control:
 
         @raise ValueError: a bad spec (as C{emulator.quirks.spec.parse} reports it).
         """
+        from emulator.quirks import spec as faults  # the API's alone: not on every start
+
         quirk = faults.parse(spec)
         for emulation in self.emulations.values():
             emulation.add_fault(quirk)

@@ -21,7 +21,6 @@ waits seconds for its banners).
 
 from __future__ import annotations
 
-import difflib
 import errno
 import ipaddress
 import os
@@ -70,6 +69,8 @@ def server_endpoint(text: str) -> str:
         if not equals:
             raise EndpointError(f"{option!r} is not KEY=VALUE")
         if key not in _KEYS[kind]:
+            import difflib  # for a mistake only: not on every start
+
             guess = difflib.get_close_matches(key, _KEYS[kind], n=1)
             hint = f" (did you mean {guess[0]}?)" if guess else ""
             raise EndpointError(f"unknown option {key!r}{hint}; {kind}: takes {', '.join(_KEYS[kind])}")

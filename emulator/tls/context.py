@@ -26,8 +26,6 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from emulator.tls.certs import load_pem_pair
-
 log = Logger()
 
 #: Protocol names, oldest first, as pyOpenSSL's C{get_protocol_version_name} spells them.
@@ -97,7 +95,7 @@ def server_context_factory(
     with C{TLSMemoryBIOFactory} and C{ITLSTransport.startTLS}.
 
     @raise TLSUnavailable: none of the requested versions is available locally.
-    @raise ValueError: the PEM files are unusable (see L{load_pem_pair}).
+    @raise ValueError: the PEM files are unusable (see L{emulator.tls.certs.load_pem_pair}).
     """
     available = local_tls_versions()
     if not any(available[name] for name in settings.versions):
@@ -105,6 +103,8 @@ def server_context_factory(
             f"{' / '.join(settings.versions)} not available from the local OpenSSL "
             f"({SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()})"
         )
+    from emulator.tls.certs import load_pem_pair  # with a certificate only: not on every start
+
     chain, private_key = load_pem_pair(cert, key)
 
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
@@ -254,8 +254,6 @@ def context_for(config, *, hostname: str, state_dir: Path, base: Path | None = N
     @param cert: a PEM certificate that replaces the profile's (C{--tls-cert}).
     @param key: its PEM private key (C{--tls-key}).
     """
-    from emulator.tls.certs import CertSpec, CertStore
-
     settings = TLSSettings(config.min_version, config.max_version, config.ciphers)
     if cert is not None:
         return server_context_factory(Path(cert), Path(key), settings)
@@ -264,6 +262,8 @@ def context_for(config, *, hostname: str, state_dir: Path, base: Path | None = N
     if config.certificate == "files":
         folder = base or Path.cwd()
         return server_context_factory(folder / config.cert_file, folder / config.key_file, settings)
+    from emulator.tls.certs import CertSpec, CertStore  # generated: not imported for a profile without
+
     dns, ips = config.split_names(hostname)
     spec = CertSpec(dns_names=dns, ip_addresses=ips, expired=config.expired, self_signed=config.self_signed,
                     key_type=config.key_type, key_size=config.key_size, signature_hash=config.signature_hash)

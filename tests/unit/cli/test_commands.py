@@ -132,6 +132,8 @@ def test_serve_runs_without_twistds_runner(tmp_path):
               "twisted.plugins"} & imported
     assert runner == set()
     assert [name for name in imported if name.startswith("twisted.plugins.")] == []
+    # nor what the listeners need not: StreamServerEndpointService's module (ClientService and automat)
+    assert {"twisted.application.internet", "automat"} & imported == set()
 
 
 def emulator(*argv):
