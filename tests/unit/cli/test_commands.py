@@ -136,6 +136,16 @@ def test_serve_runs_without_twistds_runner(tmp_path):
     assert {"twisted.application.internet", "automat"} & imported == set()
 
 
+def test_serve_leaves_the_garbage_collector_as_it_found_it(capsys):
+    """emulator serve starts with the garbage collector off (see emulator.cli._run); when it returns
+    (here: a usage error) the collector is on again."""
+    import gc
+
+    assert gc.isenabled()
+    assert run(capsys, "serve", "--bogus")[0] == 2
+    assert gc.isenabled()
+
+
 def emulator(*argv):
     """The real entry point in a subprocess: (status, stdout, stderr)."""
     result = subprocess.run([sys.executable, "-m", "emulator.cli", *argv], capture_output=True, text=True,
