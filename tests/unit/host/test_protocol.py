@@ -228,10 +228,10 @@ def _over_a_socket(tmp_path):
 
 
 def test_a_session_the_server_closes_is_stored_before_the_client_sees_the_close(tmp_path):
-    """After QUIT, with the 221 already on the wire, the session is finished (transcript in the
-    run's file, connection line logged) while the socket is still open: a client that saw the
-    close finds its session stored, and one that reconnects at once does not wait behind this
-    session's bookkeeping. Twisted's own report of the close later changes nothing."""
+    """After QUIT on the listener's only connection, with the 221 already on the wire, the
+    session is finished (transcript in the run's file, connection line logged) while the socket
+    is still open: a client that reconnects at once does not wait behind this session's
+    bookkeeping. Twisted's own report of the close later changes nothing."""
     from twisted.python.failure import Failure
 
     factory, proto, transport, peer = _over_a_socket(tmp_path)
@@ -246,6 +246,25 @@ def test_a_session_the_server_closes_is_stored_before_the_client_sees_the_close(
     sessions, _ = read_sessions_of(factory)
     assert len(sessions) == 1 and len(sessions[0].events("closed")) == 1
     assert len(factory.events.stream.lines) == 1 and factory.open_connections == 0
+    peer.close()
+
+
+def test_with_other_connections_open_a_session_ends_when_twisted_reports_the_close(tmp_path):
+    """Under load (another connection open on the listener) the bookkeeping waits for
+    Twisted's close, where it was measured to cost less CPU; the session then ends once,
+    with Twisted's reason."""
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    factory, proto, transport, peer = _over_a_socket(tmp_path)
+    factory.open_connections += 1  # another client's
+    proto.dataReceived(b"QUIT\r\n")
+    assert peer.recv(4096).endswith(b"221 closing connection\r\n")
+    assert transport.disconnecting and factory.transcripts.open and not factory.events.stream.lines
+    transport.connectionLost(Failure(ConnectionDone()))
+    (stored,), _ = read_sessions_of(factory)
+    assert stored.events("closed")[0].fields == {"reason": "ConnectionDone: Connection was closed cleanly."}
+    assert len(factory.events.stream.lines) == 1
     peer.close()
 
 
