@@ -116,7 +116,7 @@ class EmulatorProtocol(Edge):
         before the client sees the close, so a client that connects again
         at once finds the server idle instead of waiting behind this
         session's bookkeeping (connect to banner, client and server on one
-        CPU: 111 against 154 µs).  Otherwise (other connections open, bytes
+        CPU: 113 against 153 µs).  Otherwise (other connections open, bytes
         still buffered for a slow client, an abort, TLS) it ends when
         Twisted reports the connection lost, with Twisted's reason: under
         load, ending early was measured to cost CPU (20 and 200 concurrent
