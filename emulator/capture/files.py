@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from collections.abc import Sequence
 
 _BATCH = 512  # buffers per writev call (Linux takes up to IOV_MAX, 1024)
+_CHUNK = 1 << 20  # bytes per read and write where the kernel cannot copy
+# What a kernel copy raises where it cannot copy between these files (another
+# file system, an old kernel, a file system without it): the next way is tried.
+_CANNOT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
 def write_all(fd: int, data: bytes | Sequence[bytes]) -> None:
@@ -28,6 +34,46 @@ def write_all(fd: int, data: bytes | Sequence[bytes]) -> None:
                 break
             written -= len(piece)
             index += 1
+
+
+def append_copy(src: int, size: int, dst: int) -> None:
+    """Append the first C{size} bytes of the file C{src} to the file C{dst}
+    (opened with C{O_APPEND}), copied by the kernel (C{copy_file_range},
+    else C{sendfile}), else read and written here a mebibyte at a time.
+    The kernel's copies refuse an appending file: C{O_APPEND} is off
+    meanwhile (the caller is the file's only writer)."""
+    flags = fcntl.fcntl(dst, fcntl.F_GETFL)
+    fcntl.fcntl(dst, fcntl.F_SETFL, flags & ~os.O_APPEND)
+    try:
+        os.lseek(dst, 0, os.SEEK_END)
+        done = 0
+        for copy in (_copy_file_range, _sendfile, _read_write):
+            try:
+                while done < size:
+                    copied = copy(src, dst, done, size - done)
+                    if not copied:
+                        raise OSError(errno.EIO, f"descriptor {src} ended at byte {done:,} of {size:,}")
+                    done += copied
+                return
+            except OSError as e:
+                if copy is _read_write or e.errno not in _CANNOT_COPY:
+                    raise
+    finally:
+        fcntl.fcntl(dst, fcntl.F_SETFL, flags)
+
+
+def _copy_file_range(src: int, dst: int, offset: int, count: int) -> int:
+    return os.copy_file_range(src, dst, count, offset)
+
+
+def _sendfile(src: int, dst: int, offset: int, count: int) -> int:
+    return os.sendfile(dst, src, offset, count)
+
+
+def _read_write(src: int, dst: int, offset: int, count: int) -> int:
+    data = os.pread(src, min(count, _CHUNK), offset)
+    write_all(dst, data)
+    return len(data)
 
 
 def write_atomically(tmp_folder: str, folder: str, name: str, data: bytes | Sequence[bytes], *,

@@ -10,7 +10,7 @@ from its C{.jsonl} file summarizes the same as the live one.
 
 from __future__ import annotations
 
-from emulator.capture.transcript import Transcript, escape
+from emulator.capture.transcript import SpooledTranscript, Transcript, escape
 
 #: How far back the last line of one direction is looked for: a reply or a
 #: command is far shorter; message data (which can be megabytes) is not copied.
@@ -34,7 +34,8 @@ def summarize(transcript: Transcript, *, open: bool = False, upstream: Transcrip
     cached = getattr(transcript, "summary", None)
     if type(cached) is dict:
         return dict(cached)
-    summary = _summarize(transcript, open, upstream)
+    whole = transcript.load() if isinstance(transcript, SpooledTranscript) else transcript  # its spool read once
+    summary = _summarize(whole, open, upstream)
     if hasattr(transcript, "summary") and not open:
         transcript.summary = dict(summary)
     return summary

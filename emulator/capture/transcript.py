@@ -8,7 +8,8 @@ Two forms:
    (from the server), "tls": bool, "data": the bytes as a Latin-1 string}}
    or C{{"t", "event", ...fields}}.  Latin-1 maps each byte to one
    character, so the bytes come back exactly.  A store appends each run's
-   sessions to one file, each when it ends (L{TranscriptStore}).
+   sessions to one file, each when it ends (L{TranscriptStore}); an open
+   session's earlier records may wait in a spool file meanwhile.
  - the human form, in the arrows swaks users read: C{->} sent by the client,
    C{<-} sent by the server, C{~>}/C{<~} the same inside TLS, C{===} events.
    CRLF line ends are implied; other control bytes are escaped (C{\\r},
@@ -24,22 +25,36 @@ upstream (the emulated server's session id, or the upstream endpoint).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import tempfile
 import time
 import weakref
 from json.encoder import encode_basestring_ascii as _json_string
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from emulator.capture.budget import DEFAULT_BUDGET, Kept
-from emulator.capture.files import write_all
+from emulator.capture.files import append_copy, write_all
 
 _ARROWS = {("c", False): "->", ("s", False): "<-", ("c", True): "~>", ("s", True): "<~"}
 _SERVER_LEG_ARROWS = {"c": "=>", "s": "<="}
 _END = {"": b"}\n", "server": b', "leg": "server"}\n'}  # a data record's JSON after its data
 _ESCAPES = {0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}
 _PRINTABLE = {b: chr(b) for b in range(0x20, 0x7F) if b != 0x5C}
+
+#: The bytes an open session's records may hold in memory (their data plus
+#: the estimated overhead of each record, as L{held_bytes} counts them)
+#: before a store with a folder moves them to the session's spool file.
+#: 32 KiB: 200 concurrent sessions then hold at most about 6 MiB, an eighth
+#: of a fresh server's resident memory (200 sessions of 100 messages left
+#: the server at 1.49 times its start's resident memory, 1.53 at 64 KiB);
+#: a spill is one C{writev} of a hundred records or so, tens of microseconds
+#: every 32 KiB of traffic.
+SPOOL_THRESHOLD = 32 * 1024
+_NEVER = 1 << 62  # the room of a transcript that never spills (no store, or a spool that failed for good)
 
 
 @dataclass(slots=True)
@@ -66,19 +81,36 @@ class Transcript:
     middlebox: str = ""
     upstream: str = ""
     seed: int | None = None  # the seed of the quirks' dice: the run replays with it
+    # Set by a store with a folder (L{TranscriptStore.begin}): the bytes the
+    # records may still grow by before C{_spill(self)} moves them to a spool.
+    _room: int = field(default=_NEVER, init=False, repr=False, compare=False)
+    _spill: Callable[["Transcript"], None] | None = field(default=None, init=False, repr=False, compare=False)
+    _spool: "_Spool | None" = field(default=None, init=False, repr=False, compare=False)
 
     def received(self, t: float, data: bytes, tls: bool = False) -> None:
         self.records.append(Record(t - self.started, "c", data, tls))
+        self._room -= len(data) + _RECORD_OVERHEAD
+        if self._room < 0:
+            self._spill(self)
 
     def sent(self, t: float, data: bytes, tls: bool = False) -> None:
         self.records.append(Record(t - self.started, "s", data, tls))
+        self._room -= len(data) + _RECORD_OVERHEAD
+        if self._room < 0:
+            self._spill(self)
 
     def server_leg(self, t: float, dir: str, data: bytes) -> None:
         """Bytes on a middlebox's server leg: C{dir} "c" to the server, "s" from it."""
         self.records.append(Record(t - self.started, dir, data, leg="server"))
+        self._room -= len(data) + _RECORD_OVERHEAD
+        if self._room < 0:
+            self._spill(self)
 
     def event(self, t: float, name: str, /, **fields) -> None:
         self.records.append(Record(t - self.started, "event", event=name, fields=fields))
+        self._room -= _RECORD_OVERHEAD
+        if self._room < 0:
+            self._spill(self)
 
     def client_bytes(self) -> bytes:
         return b"".join(r.data for r in self.records if r.dir == "c" and not r.leg)
@@ -108,18 +140,15 @@ class Transcript:
     def jsonl_pieces(self) -> list[bytes]:
         """The JSON-lines form as ASCII pieces to write one after the other
         (with C{writev}: a large message's data is never copied into a line)."""
+        return [self.header_line()] + record_pieces(self.records)
+
+    def header_line(self) -> bytes:
+        """The JSON-lines header, one ASCII line."""
         header = {"session": self.session_id, "profile": self.profile, "peer": self.peer,
                   "started": self.started, "listener": self.listener, "seed": self.seed}
         if self.middlebox:
             header.update(middlebox=self.middlebox, upstream=self.upstream)
-        pieces = [json.dumps(header).encode("ascii") + b"\n"]
-        for r in self.records:
-            if r.dir == "event":
-                pieces.append(json.dumps({"t": round(r.t, 6), "event": r.event, **r.fields}).encode("ascii") + b"\n")
-            else:  # the hot path: formatted directly
-                pieces += (b'{"t": %.6f, "dir": "%s", "tls": %s, "data": ' % (
-                    r.t, r.dir.encode("ascii"), b"true" if r.tls else b"false"), json_bytes(r.data), _END[r.leg])
-        return pieces
+        return json.dumps(header).encode("ascii") + b"\n"
 
     @classmethod
     def from_jsonl(cls, text: str) -> "Transcript":
@@ -148,6 +177,18 @@ class Transcript:
                                        leg=row.get("leg", "")))
 
 
+def record_pieces(records: list[Record]) -> list[bytes]:
+    """The JSON lines of C{records} as ASCII pieces (see L{Transcript.jsonl_pieces})."""
+    pieces = []
+    for r in records:
+        if r.dir == "event":
+            pieces.append(json.dumps({"t": round(r.t, 6), "event": r.event, **r.fields}).encode("ascii") + b"\n")
+        else:  # the hot path: formatted directly
+            pieces += (b'{"t": %.6f, "dir": "%s", "tls": %s, "data": ' % (
+                r.t, r.dir.encode("ascii"), b"true" if r.tls else b"false"), json_bytes(r.data), _END[r.leg])
+    return pieces
+
+
 class TranscriptError(ValueError):
     """Text that is not a transcript; C{str()} says where, in one line."""
 
@@ -158,8 +199,11 @@ def read_sessions(text: str) -> tuple[list[Transcript], list[str]]:
     A text holds one session or several in a row: each header object
     (one with a C{"session"} key and no C{"t"}) begins the next.  A last line that
     is not valid JSON is a record torn by a crash while it was written: it
-    is skipped and noted, and the sessions before it stand.  Anything else
-    that is not a transcript raises L{TranscriptError} naming the line.
+    is skipped and noted, and the sessions before it stand.  A crash while
+    a store wrote a session that had spooled (L{TranscriptStore}) can also
+    leave it cut after a whole line: it reads as the records it has.
+    Anything else that is not a transcript raises L{TranscriptError}
+    naming the line.
     """
     sessions: list[Transcript] = []
     notes: list[str] = []
@@ -252,11 +296,14 @@ class StoredTranscript:
     __slots__ = ("session_id", "profile", "peer", "started", "listener", "middlebox", "upstream", "seed",
                  "record_count", "message_count", "path", "offset", "length", "summary")
 
-    def __init__(self, transcript: Transcript, path: str, offset: int, length: int):
+    def __init__(self, transcript: Transcript, path: str, offset: int, length: int, spooled: "_Spool | None" = None):
         self.session_id, self.profile, self.peer = transcript.session_id, transcript.profile, transcript.peer
         self.started, self.listener, self.seed = transcript.started, transcript.listener, transcript.seed
         self.middlebox, self.upstream = transcript.middlebox, transcript.upstream
         self.record_count, self.message_count = len(transcript.records), transcript.message_count
+        if spooled is not None:  # the records before those still in memory
+            self.record_count += spooled.records
+            self.message_count += spooled.messages
         self.path, self.offset, self.length = path, offset, length
         self.summary = None  # its summary (emulator.capture.summary), kept once made: a finished session's is final
 
@@ -283,21 +330,143 @@ class StoredTranscript:
         return f"<StoredTranscript {self.session_id} in {self.path} at byte {self.offset:,}>"
 
 
+class _Spool:
+    """The records an open session moved out of memory (L{TranscriptStore}
+    with a folder): their JSON lines, as the run's file will have them, in
+    a file of the store's folder that has no name (made with C{O_TMPFILE},
+    or unlinked as soon as it is open), so that nothing is left of it once
+    it is closed, or after a crash.  It is closed when the session finishes
+    (or when the last L{SpooledTranscript} made of it before is dropped).
+
+    @ivar size: the bytes of whole records in the file (any after them are
+        a failed write's, never read).
+    @ivar records: how many records those are; C{messages}, how many of
+        them are C{message_accepted} events.
+    """
+
+    __slots__ = ("fd", "size", "records", "messages", "__weakref__")
+
+    def __init__(self, folder: str):
+        self.size = self.records = self.messages = 0
+        try:
+            self.fd = os.open(folder, getattr(os, "O_TMPFILE", 0) | os.O_RDWR, 0o600)
+        except OSError:  # a file system without O_TMPFILE
+            self.fd, name = tempfile.mkstemp(prefix=".spool-", suffix=".tmp", dir=folder)
+            try:
+                os.unlink(name)
+            except OSError:
+                os.close(self.fd)
+                raise
+        weakref.finalize(self, os.close, self.fd)
+
+    def append(self, records: list[Record]) -> None:
+        """Write C{records} after those in the file; raises C{OSError} (the
+        file then keeps what it had, or C{size} no longer says what it holds:
+        see L{cut})."""
+        pieces = record_pieces(records)
+        write_all(self.fd, pieces)
+        self.size += sum(map(len, pieces))
+        self.records += len(records)
+        self.messages += sum(1 for r in records if r.dir == "event" and r.event == "message_accepted")
+
+    def cut(self) -> bool:
+        """After a failed write: cut the file back to its whole records;
+        whether more can be appended."""
+        try:
+            os.ftruncate(self.fd, self.size)
+            os.lseek(self.fd, self.size, os.SEEK_SET)
+        except OSError:
+            return False
+        return True
+
+    def read(self, size: int | None = None) -> list[Record]:
+        """The records of the file's first C{size} bytes (all its records by default)."""
+        size = self.size if size is None else size
+        chunks, done = [], 0
+        while done < size:
+            chunk = os.pread(self.fd, size - done, done)
+            if not chunk:
+                raise OSError(f"the spool of {size:,} bytes ended at byte {done:,}")
+            chunks.append(chunk)
+            done += len(chunk)
+        holder = Transcript("")
+        for line in b"".join(chunks).split(b"\n")[:-1]:
+            holder.add_row(json.loads(line))
+        return holder.records
+
+
+_LIVE_FIELDS = frozenset(("session_id", "profile", "peer", "started", "listener", "middlebox", "upstream", "seed"))
+
+
+class SpooledTranscript:
+    """An open session whose earlier records are in its spool file, as
+    L{TranscriptStore.get} and L{TranscriptStore.all} hand it out: the
+    session as it was then.  Header fields come from the live transcript;
+    C{record_count} and C{message_count} count every record; everything
+    else (C{records}, C{human()}, C{events()} ...) is a L{Transcript} read
+    back each time it is asked for (L{load}): the spool's records as the
+    run's file will have them, then those that were still in memory."""
+
+    __slots__ = ("live", "spool", "size", "spooled", "tail", "count", "summary")
+
+    def __init__(self, live: Transcript):
+        spool = live._spool
+        self.live, self.spool, self.size, self.spooled = live, spool, spool.size, (spool.records, spool.messages)
+        self.tail, self.count = live.records, len(live.records)  # a spill replaces the list, never empties it
+        self.summary = None  # never kept: an open session's changes
+
+    @property
+    def record_count(self) -> int:
+        return self.spooled[0] + self.count
+
+    @property
+    def message_count(self) -> int:
+        return self.spooled[1] + sum(1 for r in self.tail[:self.count]
+                                     if r.dir == "event" and r.event == "message_accepted")
+
+    def load(self) -> Transcript:
+        """The whole transcript, as it was when this was made."""
+        return dataclasses.replace(self.live, records=self.spool.read(self.size) + self.tail[:self.count])
+
+    def __getattr__(self, name: str):
+        # Only for what is not a slot: the header fields, the records and Transcript's methods.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in _LIVE_FIELDS:
+            return getattr(self.live, name)
+        return getattr(self.load(), name)
+
+    def __repr__(self) -> str:
+        return f"<SpooledTranscript {self.live.session_id}: {self.record_count} records, {self.size:,} bytes spooled>"
+
+
 class TranscriptStore:
     """Keeps the latest sessions in memory, within C{budget} bytes, and
     appends each finished one to this run's file in C{folder}.
 
     The run's file is C{folder/<UTC start time>-<pid>.jsonl}, created with
     the store; sessions follow one another in it in the order they ended,
-    each written whole by one C{writev} when it ends, so a session that has
-    ended is in the file even if the emulator is killed next.  A write that
-    fails is cut back off the file; should that fail too, later sessions go
-    to a new file, so a torn record can only ever be a file's last line
-    (which readers skip and report, L{read_sessions}).  Appending costs a
-    few microseconds, where a file per session cost 40 (tmpfs) to 340
-    (ext4).
+    each written whole when it ends, so a session that has ended is in the
+    file even if the emulator is killed next.  A write that fails is cut
+    back off the file; should that fail too, later sessions go to a new
+    file, so a torn record can only ever be a file's last line (which
+    readers skip and report, L{read_sessions}).  Appending costs a few
+    microseconds, where a file per session cost 40 (tmpfs) to 340 (ext4).
 
-    With a folder, the memory keeps a summary per session
+    An open session's records stay in memory up to C{spool_threshold} bytes
+    (L{SPOOL_THRESHOLD}); with a folder, those so far are then appended to
+    the session's spool file (L{_Spool}) and leave the memory, and so on.
+    A session that never spooled is written by one C{writev}; one that did,
+    in three writes: its header, its spool (copied by the kernel), then the
+    records still in memory.  A crash in between can leave the run file's
+    last session cut short: after a whole line (it reads as the records it
+    has) or inside one (a torn last line, skipped and reported).  A spool
+    that cannot be written keeps the records in memory instead.  C{get()}
+    and C{all()} hand out such a session as a L{SpooledTranscript}, which
+    has every record; the transcripts in C{open} have only those still in
+    memory.
+
+    With a folder, the memory keeps a summary per finished session
     (L{StoredTranscript}) and the records are read back when asked for;
     without one, whole transcripts, as many of the newest as fit.
 
@@ -307,11 +476,14 @@ class TranscriptStore:
     @ivar path: this run's file (None without a folder).
     """
 
-    def __init__(self, folder: Path | None = None, *, budget: int = DEFAULT_BUDGET):
+    def __init__(self, folder: Path | None = None, *, budget: int = DEFAULT_BUDGET,
+                 spool_threshold: int = SPOOL_THRESHOLD):
         self.folder = Path(folder) if folder else None
         self.recent: Kept[Transcript | StoredTranscript] = Kept(budget)
         self.open: dict[str, Transcript] = {}
         self.path: str | None = None
+        self.spool_threshold = spool_threshold
+        self._spill_to_spool = self._spill  # one bound method for every session
         if self.folder:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._fd = self._create()
@@ -338,6 +510,23 @@ class TranscriptStore:
 
     def begin(self, transcript: Transcript) -> None:
         self.open[transcript.session_id] = transcript
+        if self.folder:
+            transcript._room, transcript._spill = self.spool_threshold, self._spill_to_spool
+
+    def _spill(self, transcript: Transcript) -> None:
+        """Move C{transcript}'s records to its spool file; should that fail,
+        they stay in memory, and the next try is after as many bytes again
+        (or never, if the spool cannot be cut back to its whole records)."""
+        spool, transcript._room = transcript._spool, self.spool_threshold
+        try:
+            if spool is None:
+                spool = transcript._spool = _Spool(str(self.folder))
+            spool.append(transcript.records)
+        except (OSError, TypeError, ValueError) as e:  # JSON's errors: finish() will raise them
+            if not isinstance(e, OSError) or not (spool is None or spool.cut()):
+                transcript._room = _NEVER
+            return
+        transcript.records = []
 
     def finish(self, transcript: Transcript) -> None:
         """Keep C{transcript} and append it to the run's file; raises
@@ -350,15 +539,27 @@ class TranscriptStore:
             self.open.pop(transcript.session_id, None)
 
     def _keep(self, transcript: Transcript) -> None:
+        spool, transcript._spool, transcript._room = transcript._spool, None, _NEVER
         if not self.folder:
             self.recent.append(transcript, held_bytes(transcript))
             return
-        pieces = transcript.jsonl_pieces()
         fd, path = self._fd, self.path
         offset = os.lseek(fd, 0, os.SEEK_END)
+        pieces = transcript.jsonl_pieces()
         try:
-            write_all(fd, pieces)
+            if spool is None:
+                write_all(fd, pieces)
+            else:  # the header, the spool's records, then those still in memory
+                write_all(fd, pieces[0])
+                append_copy(spool.fd, spool.size, fd)
+                write_all(fd, pieces[1:])
         except OSError:
+            if spool is not None:  # the memory keeps the whole transcript, its only copy then
+                try:
+                    transcript.records = spool.read() + transcript.records
+                except (OSError, ValueError):
+                    pass
+                spool = None
             self.recent.append(transcript, held_bytes(transcript))
             try:
                 os.ftruncate(fd, offset)
@@ -366,18 +567,22 @@ class TranscriptStore:
                 self._closer()
                 self._fd = self._create()
             raise
-        self.recent.append(StoredTranscript(transcript, path, offset, sum(map(len, pieces))),
+        length = sum(map(len, pieces)) + (spool.size if spool is not None else 0)  # pieces: all but the spool
+        self.recent.append(StoredTranscript(transcript, path, offset, length, spool),
                            _SUMMARY_OVERHEAD + len(transcript.session_id) + len(transcript.peer))
 
     def all(self) -> list[Transcript | StoredTranscript]:
         """The finished sessions kept, then the open ones; each once (one
         that is finishing at this moment is listed as open)."""
         opened = dict(self.open)
-        return [t for t in self.recent if t.session_id not in opened] + list(opened.values())
+        return [t for t in self.recent if t.session_id not in opened] + [
+            t if t._spool is None else SpooledTranscript(t) for t in opened.values()]
 
-    def get(self, session_id: str) -> Transcript | StoredTranscript | None:
-        return self.open.get(session_id) or next(
-            (t for t in self.recent if t.session_id == session_id), None)
+    def get(self, session_id: str) -> Transcript | StoredTranscript | SpooledTranscript | None:
+        live = self.open.get(session_id)
+        if live is not None:
+            return live if live._spool is None else SpooledTranscript(live)
+        return next((t for t in self.recent if t.session_id == session_id), None)
 
     def clear(self) -> None:
         """Forget the finished sessions kept in memory (the files stay)."""
