@@ -176,14 +176,20 @@ def _listing_line(transcript) -> str:
 
 def _follow(args, transcripts) -> int:
     """Print each session a running server writes to the folder from now on
-    (it appends each session whole, as it ends, to its run's file; a new
-    run starts a new file), for C{--seconds} or until interrupted."""
+    (it appends each session, as it ends, to its run's file; a new run
+    starts a new file), for C{--seconds} or until interrupted.
+
+    A session that had spooled is appended in several writes (its header,
+    its spooled records, the rest), so while a file is still growing the
+    last session read is held back until the next session's header
+    follows it, or the file has stopped growing for one look."""
     import time
 
     if len(args.paths) != 1 or not Path(args.paths[0]).is_dir():
         raise CommandError("--follow takes one folder (a server's --transcripts)")
     folder = Path(args.paths[0])
     read = {path: path.stat().st_size for path in folder.glob("*.jsonl")}  # what was there before: not shown
+    ends: dict[Path, int] = {}  # where each file ended at the last look
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     if not args.full:
         print(_LISTING_HEAD, flush=True)
@@ -197,7 +203,9 @@ def _follow(args, transcripts) -> int:
                 except OSError as e:
                     print(f"emulator transcript: {path}: {e.strerror or e}", file=sys.stderr)
                     continue
-                whole = new[:new.rfind(b"\n") + 1]  # a session still being written waits for its line end
+                start = read.get(path, 0)
+                end, ends[path] = ends.get(path), start + len(new)
+                whole = _ready(new, growing=end != start + len(new))
                 if not whole:
                     continue
                 read[path] = read.get(path, 0) + len(whole)
@@ -213,6 +221,17 @@ def _follow(args, transcripts) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _ready(new: bytes, *, growing: bool) -> bytes:
+    """Of C{new}, the bytes a run's file gained since the last look, those
+    to print now: whole lines (a record still being written waits for its
+    line end) and, while the file is C{growing}, only up to the last
+    session's header, since that session may still be being written."""
+    whole = new[:new.rfind(b"\n") + 1]
+    if growing:
+        whole = whole[:whole.rfind(b'\n{"session": ') + 1]  # headers alone begin so; records begin {"t":
+    return whole
 
 
 def cmd_ca_export(args) -> int:

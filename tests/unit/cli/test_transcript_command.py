@@ -172,3 +172,18 @@ def test_an_event_that_names_a_session_is_no_header(tmp_path):
     (found,), notes = read_sessions(text)
     assert notes == [] and found.session_id == "s1"
     assert [r.fields for r in found.events("probe")] == [{"session": "helo"}]
+
+
+def test_follow_holds_back_a_session_until_it_is_whole():
+    """--follow prints what a run's file gained: whole lines only, and while the file still grows,
+    not its last session, which a store may still be writing (a session that spooled is appended in
+    several writes: header, spooled records, the rest); once the next header follows it, or the
+    file has stopped growing for one look, it is printed whole."""
+    from emulator.cli import _ready
+
+    first, second = session("s1").encode(), session("s2").encode()
+    half = second[:second.index(b"\n", second.index(b"\n") + 1) + 1]  # its header and one record
+    assert _ready(first + half, growing=True) == first
+    assert _ready(half, growing=True) == b""
+    assert _ready(first + second, growing=False) == first + second
+    assert _ready(first + second[:-3], growing=False) == first + second[:second.rindex(b"\n", 0, len(second) - 3) + 1]
