@@ -128,7 +128,7 @@ class Transcript:
     @property
     def message_count(self) -> int:
         """Messages accepted in the session."""
-        return len(self.events("message_accepted"))
+        return accepted(self.records)
 
     def human(self) -> str:
         """The arrow form, without times (what golden files hold)."""
@@ -175,6 +175,11 @@ class Transcript:
         else:
             self.records.append(Record(row["t"], row["dir"], row["data"].encode("latin-1"), row["tls"],
                                        leg=row.get("leg", "")))
+
+
+def accepted(records: list[Record]) -> int:
+    """How many of C{records} are C{message_accepted} events."""
+    return sum(1 for r in records if r.dir == "event" and r.event == "message_accepted")
 
 
 def record_pieces(records: list[Record]) -> list[bytes]:
@@ -367,7 +372,7 @@ class _Spool:
         write_all(self.fd, pieces)
         self.size += sum(map(len, pieces))
         self.records += len(records)
-        self.messages += sum(1 for r in records if r.dir == "event" and r.event == "message_accepted")
+        self.messages += accepted(records)
 
     def cut(self) -> bool:
         """After a failed write: cut the file back to its whole records;
@@ -421,8 +426,7 @@ class SpooledTranscript:
 
     @property
     def message_count(self) -> int:
-        return self.spooled[1] + sum(1 for r in self.tail[:self.count]
-                                     if r.dir == "event" and r.event == "message_accepted")
+        return self.spooled[1] + accepted(self.tail[:self.count])
 
     def load(self) -> Transcript:
         """The whole transcript, as it was when this was made."""
